@@ -1,0 +1,76 @@
+// Adam and AdamW (Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015;
+// Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019), with AMSGrad
+// (Reddi et al., "On the Convergence of Adam and Beyond", 2018).
+//
+//   g <- -g if maximize
+//   p <- p * (1 - lr * weight_decay)      if decoupled (AdamW), else g <- g + weight_decay * p
+//   m <- lerp(m, g, 1 - beta1)
+//   v <- beta2 * v + (1 - beta2) * g * g
+//   v_hat <- max(v_max, v) (stored back in v_max) if amsgrad, else v
+//   p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
+//
+// The operation order is torch.optim.Adam's single-tensor path, so float64 agrees to
+// rounding and float32 to a few ulps.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+#include "numoptim/multi_tensor.hpp"
+
+namespace numoptim {
+
+template <class T>
+struct Adam {
+  // Buffers: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (only read when amsgrad).
+  static constexpr std::size_t num_buffers = 5;
+  // Scalar state: step.
+  static constexpr std::size_t num_scalar_state = 1;
+
+  double lr, beta1, beta2, eps, weight_decay;
+  bool amsgrad, maximize, decoupled;
+
+  struct Scalars {
+    T neg_step_size, bias_correction2_sqrt;
+  };
+  // Advances `step` (float32, as torch) and computes the bias corrections in double.
+  Scalars prepare(float* const* scalar_state, bool /*fresh*/) const {
+    const double step = (*scalar_state[0] += 1.0f);
+    const double bias_correction1 = 1.0 - std::pow(beta1, step);
+    const double bias_correction2 = 1.0 - std::pow(beta2, step);
+    return {T(-(lr / bias_correction1)), T(std::sqrt(bias_correction2))};
+  }
+
+  void update(const Scalars& s, T* const* buffers, std::size_t n) const {
+    T* __restrict p = buffers[0];
+    const T* __restrict grad = buffers[1];
+    T* __restrict m = buffers[2];
+    T* __restrict v = buffers[3];
+    T* __restrict v_max = buffers[4];
+    const T wd = T(weight_decay), decay_factor = T(1.0 - lr * weight_decay);
+    const T weight1 = T(1.0 - beta1), b2 = T(beta2), one_minus_b2 = T(1.0 - beta2);
+    const T epsilon = T(eps);
+    const bool small_weight1 = std::abs(1.0 - beta1) < 0.5;
+    const bool l2 = weight_decay != 0 && !decoupled, shrink = weight_decay != 0 && decoupled;
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) {
+      T g = maximize ? -grad[i] : grad[i];
+      T param = p[i];
+      if (shrink) param = param * decay_factor;
+      if (l2) g = g + wd * param;
+      const T m_new = lerp(m[i], g, weight1, small_weight1);
+      const T v_new = v[i] * b2 + one_minus_b2 * g * g;
+      m[i] = m_new;
+      v[i] = v_new;
+      T v_hat = v_new;
+      if (amsgrad) {
+        v_hat = maximum(v_max[i], v_new);
+        v_max[i] = v_hat;
+      }
+      const T denom = std::sqrt(v_hat) / s.bias_correction2_sqrt + epsilon;
+      p[i] = param + s.neg_step_size * m_new / denom;
+    }
+  }
+};
+
+}  // namespace numoptim

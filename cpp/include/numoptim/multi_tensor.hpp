@@ -1,0 +1,79 @@
+// The driver shared by every elementwise rule: one call updates a list of tensors.
+//
+// A rule is a struct with
+//   static constexpr std::size_t num_buffers;      // parameter, gradient, state...
+//   static constexpr std::size_t num_scalar_state; // 0-d float32 state such as `step`
+//   Scalars prepare(float* const* scalar_state, bool fresh) const;  // per tensor, in double
+//   void update(const Scalars&, T* const* buffers, std::size_t n) const;  // the loop
+// `prepare` advances the tensor's scalar state (step += 1, as torch) and returns the
+// step-dependent constants; `update` is the elementwise loop over n elements.
+//
+// The work of all tensors is cut into chunks of whole cache lines and the chunks are
+// shared by the threads of one OpenMP region; small work runs on the calling thread,
+// since a fork/join costs more than it saves.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <vector>
+
+#include "numoptim/dispatch.hpp"
+
+namespace numoptim {
+
+// The tensors of one dtype in one parameter group, as raw buffers.
+template <class T, std::size_t NumBuffers>
+struct TensorList {
+  std::vector<std::array<T*, NumBuffers>> buffers;  // per tensor: param, grad, state...
+  std::vector<std::size_t> sizes;                   // elements per tensor
+};
+
+// Elements per chunk: a multiple of every vector width and of a 64-byte line.
+constexpr std::size_t kChunkElements = 1 << 15;
+// Below this many elements in total one thread does all the work.
+constexpr std::size_t kParallelThreshold = 1 << 16;
+
+template <class Rule, class Scalars, class T, std::size_t N>
+void run_multi_tensor(const Rule& rule, const std::vector<Scalars>& scalars,
+                      const TensorList<T, N>& tensors, int num_threads, Isa isa) {
+  struct Chunk {
+    std::size_t tensor, begin, count;
+  };
+  std::vector<Chunk> chunks;
+  std::size_t total = 0;
+  for (std::size_t t = 0; t < tensors.sizes.size(); ++t) {
+    const std::size_t n = tensors.sizes[t];
+    total += n;
+    for (std::size_t begin = 0; begin < n; begin += kChunkElements)
+      chunks.push_back({t, begin, std::min(kChunkElements, n - begin)});
+  }
+  auto run_chunk = [&](const Chunk& c) {
+    std::array<T*, N> offset;
+    for (std::size_t b = 0; b < N; ++b) offset[b] = tensors.buffers[c.tensor][b] + c.begin;
+    update_at(isa, rule, scalars[c.tensor], offset.data(), c.count);
+  };
+  const long num_chunks = static_cast<long>(chunks.size());
+  if (num_threads <= 1 || total < kParallelThreshold || num_chunks < 2) {
+    for (const Chunk& c : chunks) run_chunk(c);
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(num_threads)
+  for (long i = 0; i < num_chunks; ++i) run_chunk(chunks[i]);
+}
+
+// NaN-propagating maximum, as torch.maximum (std::max drops a NaN in its second argument).
+template <class T>
+inline T maximum(T a, T b) {
+  return (a > b || a != a) ? a : b;
+}
+
+// torch.lerp's formula for a scalar weight: exact at both ends.
+template <class T>
+inline T lerp(T start, T end, T weight, bool small_weight) {
+  return small_weight ? start + weight * (end - start) : end - (end - start) * (T(1) - weight);
+}
+
+}  // namespace numoptim

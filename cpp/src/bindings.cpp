@@ -1,0 +1,82 @@
+// The native module numoptim._core: one def per update rule, plus threads and config.
+//
+// Each step function takes a parameter group's `params` list and the optimizer's
+// `state` dict, checks everything, creates missing state, and runs the rule over all
+// tensors of the group in one multi-threaded call with the GIL released.
+#include <omp.h>
+
+#include <atomic>
+
+#include "group_buffers.hpp"
+#include "numoptim/adam.hpp"
+#include "numoptim/sgd.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+using numoptim::binding::StateLayout;
+using numoptim::binding::step_group;
+
+namespace numoptim::binding {
+
+std::atomic<int> g_num_threads{0};
+
+int num_threads() {
+  const int n = g_num_threads.load();
+  return n > 0 ? n : omp_get_max_threads();
+}
+
+}  // namespace numoptim::binding
+
+namespace {
+
+void sgd_step(py::handle params, py::dict state, double lr, double momentum, double dampening,
+              double weight_decay, bool nesterov, bool maximize) {
+  StateLayout layout;
+  if (momentum != 0) layout.buffers = {{"momentum_buffer", 0.0}};
+  step_group<numoptim::SGD>(params, state, layout, [&](auto zero) {
+    return numoptim::SGD<decltype(zero)>{lr, momentum, dampening, weight_decay, nesterov,
+                                         maximize};
+  });
+}
+
+void adam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+               double eps, double weight_decay, bool amsgrad, bool maximize, bool decoupled) {
+  StateLayout layout;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  if (amsgrad) layout.buffers.push_back({"max_exp_avg_sq", 0.0});
+  step_group<numoptim::Adam>(params, state, layout, [&](auto zero) {
+    return numoptim::Adam<decltype(zero)>{lr,      beta1,    beta2,    eps, weight_decay,
+                                          amsgrad, maximize, decoupled};
+  });
+}
+
+std::string compiler() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return "gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
+         std::to_string(__GNUC_PATCHLEVEL__);
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "numoptim's native kernels (private: use the numoptim package)";
+
+  m.def("sgd_step", &sgd_step, "params"_a, "state"_a, "lr"_a, "momentum"_a, "dampening"_a,
+        "weight_decay"_a, "nesterov"_a, "maximize"_a);
+  m.def("adam_step", &adam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a,
+        "weight_decay"_a, "amsgrad"_a, "maximize"_a, "decoupled"_a);
+
+  m.def("set_num_threads", [](int n) { numoptim::binding::g_num_threads.store(n); }, "n"_a);
+  m.def("get_num_threads", &numoptim::binding::num_threads);
+  m.def("simd_level", [] { return numoptim::isa_name(numoptim::active_isa()); });
+  m.def("cpu_simd_level", [] { return numoptim::isa_name(numoptim::cpu_isa()); });
+  m.def("openmp_version", [] { return static_cast<int>(_OPENMP); });
+  m.def("compiler", &compiler);
+  m.attr("__version__") = NUMOPTIM_VERSION;
+}

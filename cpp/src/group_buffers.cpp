@@ -1,0 +1,156 @@
+#include "group_buffers.hpp"
+
+#include <unordered_set>
+
+namespace numoptim::binding {
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+  return py::str(py::tuple(a.attr("shape"))).cast<std::string>();
+}
+
+std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+bool same_shape(const py::array& a, const py::array& b) {
+  if (a.ndim() != b.ndim()) return false;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    if (a.shape(d) != b.shape(d)) return false;
+  return true;
+}
+
+bool is_float_array(const py::array& a) { return has_dtype<float>(a) || has_dtype<double>(a); }
+
+void check_layout(const py::array& a, const std::string& what, bool writeable) {
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(what + " is not C-contiguous: numoptim updates arrays in place and "
+                                 "needs contiguous memory (use np.ascontiguousarray)");
+  if (writeable && !a.writeable()) throw py::value_error(what + " is read-only");
+}
+
+// A state buffer must look exactly like its parameter.
+void check_buffer(py::handle obj, const std::string& what, const py::array& param) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(what + " must be a numpy.ndarray, got " + describe(obj));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(param.dtype()))
+    throw py::type_error(what + " has dtype " + dtype_str(a) + " but the parameter has dtype " +
+                         dtype_str(param));
+  if (!same_shape(a, param))
+    throw py::value_error(what + " has shape " + shape_str(a) + " but the parameter has shape " +
+                          shape_str(param));
+  check_layout(a, what, true);
+}
+
+void check_scalar(py::handle obj, const std::string& what) {
+  if (!py::isinstance<py::array>(obj) ||
+      !has_dtype<float>(py::reinterpret_borrow<py::array>(obj)) ||
+      py::reinterpret_borrow<py::array>(obj).ndim() != 0)
+    throw py::type_error(what + " must be a 0-d float32 array, got " + describe(obj));
+  check_layout(py::reinterpret_borrow<py::array>(obj), what, true);
+}
+
+std::string state_name(const char* key, std::size_t index) {
+  return std::string("state['") + key + "'] of parameter " + std::to_string(index);
+}
+
+}  // namespace
+
+std::string describe(py::handle obj) {
+  if (py::isinstance<py::array>(obj)) {
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    return "an array of dtype " + dtype_str(a) + " and shape " + shape_str(a);
+  }
+  return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
+}
+
+std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout) {
+  static const py::str grad_attr("grad");
+  std::vector<Entry> entries;
+  std::size_t index = 0;
+  for (py::handle p : params) {
+    const std::size_t i = index++;
+    py::object grad = py::getattr(p, grad_attr, py::none());
+    if (grad.is_none()) continue;  // as torch: a parameter without a gradient is skipped
+    const std::string name = "parameter " + std::to_string(i);
+    if (!py::isinstance<py::array>(p))
+      throw py::type_error("optimizer can only optimize Parameters, but " + name + " is " +
+                           describe(p));
+    Entry e;
+    e.index = i;
+    e.param = py::reinterpret_borrow<py::array>(p);
+    if (!is_float_array(e.param))
+      throw py::type_error("numoptim optimizes float32 and float64 arrays, but " + name +
+                           " has dtype " + dtype_str(e.param));
+    check_layout(e.param, name, true);
+    if (!py::isinstance<py::array>(grad))
+      throw py::type_error("the grad of " + name + " must be a numpy.ndarray, got " +
+                           describe(grad));
+    e.grad = py::reinterpret_borrow<py::array>(grad);
+    if (!e.grad.dtype().is(e.param.dtype()))
+      throw py::type_error("the grad of " + name + " has dtype " + dtype_str(e.grad) +
+                           " but the parameter has dtype " + dtype_str(e.param));
+    if (!same_shape(e.grad, e.param))
+      throw py::value_error("the grad of " + name + " has shape " + shape_str(e.grad) +
+                            " but the parameter has shape " + shape_str(e.param));
+    check_layout(e.grad, "the grad of " + name, false);
+
+    PyObject* st = PyDict_GetItem(state.ptr(), p.ptr());  // borrowed; no defaultdict insert
+    e.fresh = true;
+    if (st != nullptr) {
+      if (!PyDict_Check(st))
+        throw py::type_error("optimizer.state of " + name + " must be a dict, got " +
+                             describe(st));
+      e.state = py::reinterpret_borrow<py::dict>(st);
+      for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
+        const char* key = layout.buffers[k].key;
+        if (!e.state.contains(key)) continue;
+        e.fresh = false;
+        check_buffer(e.state[key], state_name(key, i), e.param);
+        e.buffers[k] = e.state[key].cast<py::array>();
+      }
+      for (std::size_t k = 0; k < layout.scalars.size(); ++k) {
+        const char* key = layout.scalars[k].key;
+        if (!e.state.contains(key)) continue;
+        e.fresh = false;
+        check_scalar(e.state[key], state_name(key, i));
+        e.scalars[k] = e.state[key].cast<py::array>();
+      }
+    }
+    entries.push_back(std::move(e));
+  }
+  return entries;
+}
+
+void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout& layout) {
+  for (Entry& e : entries) {
+    if (!e.state) {
+      e.state = py::dict();
+      state[e.param] = e.state;
+    }
+    for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
+      if (e.buffers[k]) continue;
+      py::array buffer(e.param.dtype(), std::vector<py::ssize_t>(e.param.shape(),
+                                                                 e.param.shape() + e.param.ndim()));
+      buffer.attr("fill")(layout.buffers[k].initial);
+      e.state[layout.buffers[k].key] = buffer;
+      e.buffers[k] = buffer;
+    }
+    for (std::size_t k = 0; k < layout.scalars.size(); ++k) {
+      if (e.scalars[k]) continue;
+      py::array_t<float> scalar(std::vector<py::ssize_t>{});
+      *scalar.mutable_data() = static_cast<float>(layout.scalars[k].initial);
+      e.state[layout.scalars[k].key] = scalar;
+      e.scalars[k] = scalar;
+    }
+  }
+}
+
+bool has_duplicates(const std::vector<Entry>& entries) {
+  std::unordered_set<const void*> seen;
+  for (const Entry& e : entries)
+    if (!seen.insert(e.param.data()).second) return true;
+  return false;
+}
+
+}  // namespace numoptim::binding

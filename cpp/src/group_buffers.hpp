@@ -1,0 +1,121 @@
+// Turns one parameter group's Python objects into checked raw buffers for the kernels.
+//
+// The update of a group is all-or-nothing: every parameter, gradient and state buffer
+// is checked (dtype, C-contiguity, writeability, shape) before anything is created or
+// written, so a bad input raises and leaves the optimizer and the parameters as they
+// were. pybind11's array_t would silently convert a wrong array into a copy, and an
+// in-place update of a copy is lost, so arrays are only ever inspected, never converted.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "numoptim/multi_tensor.hpp"
+
+namespace numoptim::binding {
+
+namespace py = pybind11;
+
+int num_threads();
+
+// The per-parameter state a rule keeps: buffers shaped like the parameter, and 0-d
+// float32 scalars (`step`, ...). A missing entry is created with the given fill value.
+struct StateLayout {
+  struct Entry {
+    const char* key;
+    double initial;
+  };
+  std::vector<Entry> buffers;  // in the rule's buffer order after param and grad
+  std::vector<Entry> scalars;  // in the rule's scalar-state order
+};
+
+std::string describe(py::handle obj);
+
+template <class T>
+bool has_dtype(const py::array& a) {
+  return py::isinstance<py::array_t<T>>(a);
+}
+
+// One tensor of the group: its arrays, checked, and its state entries.
+struct Entry {
+  std::size_t index;  // position in the group's params, for error messages
+  py::array param, grad;
+  py::dict state;                    // the parameter's dict in optimizer.state
+  std::array<py::array, 6> buffers;  // state buffers in layout order
+  std::array<py::array, 4> scalars;  // 0-d float32 state in layout order
+  bool fresh;                        // no state yet: this is the parameter's first step
+};
+
+// Finds the parameters of `params` that have a gradient, and checks them, their
+// gradients and any state they already have against `layout`. Writes nothing.
+std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout);
+
+// Creates the missing state entries (filled with the layout's value) of every entry.
+void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout& layout);
+
+// Whether a parameter occurs twice: then tensors must be updated one after the other.
+bool has_duplicates(const std::vector<Entry>& entries);
+
+// The gathered buffers of one dtype, ready for run_multi_tensor.
+template <class T, std::size_t N>
+struct Gathered {
+  TensorList<T, N> tensors;
+  std::vector<std::array<float*, 4>> scalar_state;
+  std::vector<bool> fresh;
+};
+
+template <class T, std::size_t N>
+Gathered<T, N> gather(std::vector<Entry>& entries, const StateLayout& layout) {
+  static_assert(N >= 2 && N <= 8, "a rule has a param, a grad and up to 6 state buffers");
+  Gathered<T, N> out;
+  for (Entry& e : entries) {
+    if (!has_dtype<T>(e.param)) continue;
+    std::array<T*, N> b{};
+    b[0] = static_cast<T*>(e.param.mutable_data());
+    b[1] = const_cast<T*>(static_cast<const T*>(e.grad.data()));
+    for (std::size_t k = 0; k < layout.buffers.size() && 2 + k < N; ++k)
+      b[2 + k] = static_cast<T*>(e.buffers[k].mutable_data());
+    std::array<float*, 4> s{};
+    for (std::size_t k = 0; k < layout.scalars.size(); ++k)
+      s[k] = static_cast<float*>(e.scalars[k].mutable_data());
+    out.tensors.buffers.push_back(b);
+    out.tensors.sizes.push_back(static_cast<std::size_t>(e.param.size()));
+    out.scalar_state.push_back(s);
+    out.fresh.push_back(e.fresh);
+  }
+  return out;
+}
+
+// Runs `Rule<T>` over the group's float32 and float64 tensors.
+// `make_rule` builds the rule for one dtype: make_rule(T{}) -> Rule<T>.
+template <template <class> class Rule, class MakeRule>
+void step_group(py::handle params, py::dict state, const StateLayout& layout,
+                MakeRule&& make_rule) {
+  std::vector<Entry> entries = collect(params, state, layout);
+  if (entries.empty()) return;
+  create_state(entries, state, layout);
+  const bool serial = has_duplicates(entries);
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    using R = Rule<T>;
+    const R rule = make_rule(zero);
+    Gathered<T, R::num_buffers> g = gather<T, R::num_buffers>(entries, layout);
+    if (g.tensors.sizes.empty()) return;
+    std::vector<typename R::Scalars> scalars;
+    scalars.reserve(g.fresh.size());
+    for (std::size_t t = 0; t < g.fresh.size(); ++t)
+      scalars.push_back(rule.prepare(g.scalar_state[t].data(), g.fresh[t]));
+    const int threads = serial ? 1 : num_threads();
+    const Isa isa = active_isa();
+    py::gil_scoped_release release;
+    run_multi_tensor(rule, scalars, g.tensors, threads, isa);
+  };
+  run(float{});
+  run(double{});
+}
+
+}  // namespace numoptim::binding

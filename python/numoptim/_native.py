@@ -1,0 +1,73 @@
+"""What the optimizers with a native update rule share: flag checks and the step loop."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .optimizer import Optimizer
+
+
+def check_lr(lr: Any) -> None:
+    """Validates ``lr`` (a float or a 1-element array) with torch's messages."""
+    if isinstance(lr, np.ndarray) and lr.size != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def check_flags(*, foreach=None, fused=None, capturable=False, differentiable=False) -> None:
+    """Rejects the torch flags that have no meaning for NumPy arrays.
+
+    ``foreach`` and ``fused`` are accepted and change nothing: numoptim has one native
+    multi-tensor path. ``capturable`` (CUDA graphs) and ``differentiable`` (autograd
+    through the step) cannot be honoured, so asking for them is an error.
+    """
+    if capturable:
+        raise ValueError(
+            "capturable=True is not supported: numoptim runs on NumPy arrays on the CPU, "
+            "where there is no graph capture"
+        )
+    if differentiable:
+        raise ValueError(
+            "differentiable=True is not supported: numoptim updates NumPy arrays in place "
+            "and records no autograd graph"
+        )
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+
+
+def scalar(value: Any) -> float:
+    """A hyperparameter as a Python float (a 0-d or 1-element array lr included)."""
+    return float(value)
+
+
+class NativeOptimizer(Optimizer):
+    """An optimizer whose ``step`` runs one native call per parameter group."""
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Performs one optimization step.
+
+        Args:
+            closure: optional callable that re-evaluates the model and returns the loss.
+
+        Returns:
+            The closure's loss, or None.
+        """
+        loss = None
+        if closure is not None:
+            loss = closure()
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # State dicts saved by older versions may lack newer options.
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)

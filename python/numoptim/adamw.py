@@ -1,0 +1,56 @@
+"""AdamW: Adam with decoupled weight decay."""
+
+from __future__ import annotations
+
+from .adam import Adam
+
+__all__ = ["AdamW"]
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``.
+
+    :class:`Adam` with ``decoupled_weight_decay=True`` and ``weight_decay=1e-2`` by
+    default: the parameter shrinks by ``1 - lr * weight_decay`` before the Adam update
+    instead of adding ``weight_decay * p`` to the gradient.
+
+    Args:
+        params, lr, betas, eps, weight_decay, amsgrad, maximize, foreach, capturable,
+        differentiable, fused: as :class:`Adam`.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        amsgrad=False,
+        *,
+        maximize=False,
+        foreach=None,
+        capturable=False,
+        differentiable=False,
+        fused=None,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+        )
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        # A state dict loaded into AdamW is always decoupled, as in torch.
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
