@@ -70,51 +70,53 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
   std::size_t index = 0;
   for (py::handle p : params) {
     const std::size_t i = index++;
-    py::object grad = py::getattr(p, grad_attr, py::none());
-    if (grad.is_none()) continue;  // as torch: a parameter without a gradient is skipped
+    py::object grad_obj = py::getattr(p, grad_attr, py::none());
+    if (grad_obj.is_none()) continue;  // as torch: a parameter without a gradient is skipped
     const std::string name = "parameter " + std::to_string(i);
     if (!py::isinstance<py::array>(p))
       throw py::type_error("optimizer can only optimize Parameters, but " + name + " is " +
                            describe(p));
+    const auto param = py::reinterpret_borrow<py::array>(p);
+    if (!is_float_array(param))
+      throw py::type_error("numoptim optimizes float32 and float64 arrays, but " + name +
+                           " has dtype " + dtype_str(param));
+    check_layout(param, name, true);
+    if (!py::isinstance<py::array>(grad_obj))
+      throw py::type_error("the grad of " + name + " must be a numpy.ndarray, got " +
+                           describe(grad_obj));
+    const auto grad = py::reinterpret_borrow<py::array>(grad_obj);
+    if (!grad.dtype().is(param.dtype()))
+      throw py::type_error("the grad of " + name + " has dtype " + dtype_str(grad) +
+                           " but the parameter has dtype " + dtype_str(param));
+    if (!same_shape(grad, param))
+      throw py::value_error("the grad of " + name + " has shape " + shape_str(grad) +
+                            " but the parameter has shape " + shape_str(param));
+    check_layout(grad, "the grad of " + name, false);
+
     Entry e;
     e.index = i;
-    e.param = py::reinterpret_borrow<py::array>(p);
-    if (!is_float_array(e.param))
-      throw py::type_error("numoptim optimizes float32 and float64 arrays, but " + name +
-                           " has dtype " + dtype_str(e.param));
-    check_layout(e.param, name, true);
-    if (!py::isinstance<py::array>(grad))
-      throw py::type_error("the grad of " + name + " must be a numpy.ndarray, got " +
-                           describe(grad));
-    e.grad = py::reinterpret_borrow<py::array>(grad);
-    if (!e.grad.dtype().is(e.param.dtype()))
-      throw py::type_error("the grad of " + name + " has dtype " + dtype_str(e.grad) +
-                           " but the parameter has dtype " + dtype_str(e.param));
-    if (!same_shape(e.grad, e.param))
-      throw py::value_error("the grad of " + name + " has shape " + shape_str(e.grad) +
-                            " but the parameter has shape " + shape_str(e.param));
-    check_layout(e.grad, "the grad of " + name, false);
-
-    PyObject* st = PyDict_GetItem(state.ptr(), p.ptr());  // borrowed; no defaultdict insert
+    e.param = py::reinterpret_borrow<py::object>(p);
+    e.grad = grad_obj;
     e.fresh = true;
+    PyObject* st = PyDict_GetItem(state.ptr(), p.ptr());  // borrowed; no defaultdict insert
     if (st != nullptr) {
       if (!PyDict_Check(st))
         throw py::type_error("optimizer.state of " + name + " must be a dict, got " +
                              describe(st));
-      e.state = py::reinterpret_borrow<py::dict>(st);
-      for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
-        const char* key = layout.buffers[k].key;
-        if (!e.state.contains(key)) continue;
+      e.state = py::reinterpret_borrow<py::object>(st);
+      auto lookup = [&](const char* key) -> py::object {
+        PyObject* value = PyDict_GetItemString(st, key);
+        if (value == nullptr) return py::object();
         e.fresh = false;
-        check_buffer(e.state[key], state_name(key, i), e.param);
-        e.buffers[k] = e.state[key].cast<py::array>();
+        return py::reinterpret_borrow<py::object>(value);
+      };
+      for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
+        e.buffers[k] = lookup(layout.buffers[k].key);
+        if (e.buffers[k]) check_buffer(e.buffers[k], state_name(layout.buffers[k].key, i), param);
       }
       for (std::size_t k = 0; k < layout.scalars.size(); ++k) {
-        const char* key = layout.scalars[k].key;
-        if (!e.state.contains(key)) continue;
-        e.fresh = false;
-        check_scalar(e.state[key], state_name(key, i));
-        e.scalars[k] = e.state[key].cast<py::array>();
+        e.scalars[k] = lookup(layout.scalars[k].key);
+        if (e.scalars[k]) check_scalar(e.scalars[k], state_name(layout.scalars[k].key, i));
       }
     }
     entries.push_back(std::move(e));
@@ -128,10 +130,11 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
       e.state = py::dict();
       state[e.param] = e.state;
     }
+    const auto param = py::reinterpret_borrow<py::array>(e.param);
     for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
       if (e.buffers[k]) continue;
-      py::array buffer(e.param.dtype(), std::vector<py::ssize_t>(e.param.shape(),
-                                                                 e.param.shape() + e.param.ndim()));
+      py::array buffer(param.dtype(),
+                       std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
       buffer.attr("fill")(layout.buffers[k].initial);
       e.state[layout.buffers[k].key] = buffer;
       e.buffers[k] = buffer;
@@ -149,7 +152,7 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
 bool has_duplicates(const std::vector<Entry>& entries) {
   std::unordered_set<const void*> seen;
   for (const Entry& e : entries)
-    if (!seen.insert(e.param.data()).second) return true;
+    if (!seen.insert(data_of<char>(e.param)).second) return true;
   return false;
 }
 

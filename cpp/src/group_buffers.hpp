@@ -41,14 +41,21 @@ bool has_dtype(const py::array& a) {
 }
 
 // One tensor of the group: its arrays, checked, and its state entries.
+// (py::object members, not py::array: a default py::array is an empty array, not null.)
 struct Entry {
   std::size_t index;  // position in the group's params, for error messages
-  py::array param, grad;
-  py::dict state;                    // the parameter's dict in optimizer.state
-  std::array<py::array, 6> buffers;  // state buffers in layout order
-  std::array<py::array, 4> scalars;  // 0-d float32 state in layout order
-  bool fresh;                        // no state yet: this is the parameter's first step
+  py::object param, grad;
+  py::object state;                   // the parameter's dict in optimizer.state
+  std::array<py::object, 6> buffers;  // state buffers in layout order
+  std::array<py::object, 4> scalars;  // 0-d float32 state in layout order
+  bool fresh;                         // no state yet: this is the parameter's first step
 };
+
+// The data pointer of a checked array.
+template <class T>
+T* data_of(const py::object& array) {
+  return reinterpret_cast<T*>(py::detail::array_proxy(array.ptr())->data);
+}
 
 // Finds the parameters of `params` that have a gradient, and checks them, their
 // gradients and any state they already have against `layout`. Writes nothing.
@@ -69,21 +76,21 @@ struct Gathered {
 };
 
 template <class T, std::size_t N>
-Gathered<T, N> gather(std::vector<Entry>& entries, const StateLayout& layout) {
+Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layout) {
   static_assert(N >= 2 && N <= 8, "a rule has a param, a grad and up to 6 state buffers");
   Gathered<T, N> out;
-  for (Entry& e : entries) {
-    if (!has_dtype<T>(e.param)) continue;
+  for (const Entry& e : entries) {
+    const auto param = py::reinterpret_borrow<py::array>(e.param);
+    if (!has_dtype<T>(param)) continue;
     std::array<T*, N> b{};
-    b[0] = static_cast<T*>(e.param.mutable_data());
-    b[1] = const_cast<T*>(static_cast<const T*>(e.grad.data()));
+    b[0] = data_of<T>(e.param);
+    b[1] = data_of<T>(e.grad);
     for (std::size_t k = 0; k < layout.buffers.size() && 2 + k < N; ++k)
-      b[2 + k] = static_cast<T*>(e.buffers[k].mutable_data());
+      b[2 + k] = data_of<T>(e.buffers[k]);
     std::array<float*, 4> s{};
-    for (std::size_t k = 0; k < layout.scalars.size(); ++k)
-      s[k] = static_cast<float*>(e.scalars[k].mutable_data());
+    for (std::size_t k = 0; k < layout.scalars.size(); ++k) s[k] = data_of<float>(e.scalars[k]);
     out.tensors.buffers.push_back(b);
-    out.tensors.sizes.push_back(static_cast<std::size_t>(e.param.size()));
+    out.tensors.sizes.push_back(static_cast<std::size_t>(param.size()));
     out.scalar_state.push_back(s);
     out.fresh.push_back(e.fresh);
   }

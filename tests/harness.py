@@ -1,0 +1,135 @@
+"""Runs an optimizer configuration on deterministic inputs, with numoptim or with torch.
+
+The inputs come from an integer hash (splitmix64), so they are identical on every
+platform and NumPy version and the golden fixtures need store only the results.
+The same driver runs numoptim and torch, so both see exactly the same steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The tensors of the standard layout: sizes that are not multiples of any vector width,
+# spread over two parameter groups (the second with halved lr and other hyperparameters
+# where they exist), one of them a view at an odd offset into a bigger buffer.
+GROUP_SIZES = [[0, 1, 7, 15], [16, 17, 1023]]
+MISALIGNED = (1, 1)  # (group, index): a view starting one element into its buffer
+STEPS = 23
+NONE_GRAD_STEPS = {3: (0, 2), 10: (1, 0)}  # step -> (group, index) whose grad is None
+LARGE_SIZE = 2**20 + 3
+
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def hashed_values(seed: int, n: int, dtype, scale: float = 1.0) -> np.ndarray:
+    """n deterministic values in [-scale, scale) from splitmix64 of (seed, index)."""
+    with np.errstate(over="ignore"):
+        x = np.arange(n, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    unit = (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return ((unit * 2.0 - 1.0) * scale).astype(dtype)
+
+
+def second_group_options(kwargs: dict) -> dict:
+    """The hyperparameters of the second group: lr halved, a weight decay changed."""
+    options = {"lr": float(kwargs.get("lr", 1e-3)) * 0.5}
+    if kwargs.get("weight_decay"):
+        options["weight_decay"] = float(kwargs["weight_decay"]) * 2
+    return options
+
+
+def initial_values(sizes_by_group, dtype):
+    return [
+        [hashed_values(1000 * g + i + 1, n, dtype) for i, n in enumerate(sizes)]
+        for g, sizes in enumerate(sizes_by_group)
+    ]
+
+
+def gradient(step: int, g: int, i: int, n: int, dtype) -> np.ndarray:
+    return hashed_values(10**6 + 7919 * step + 1000 * g + i, n, dtype, scale=2.0)
+
+
+class NumpyBackend:
+    """Builds numoptim parameters and sets their gradients."""
+
+    name = "numoptim"
+
+    def __init__(self):
+        import numoptim
+
+        self.lib = numoptim
+
+    def parameter(self, values, misaligned: bool):
+        if misaligned:
+            buffer = np.empty(values.size + 1, dtype=values.dtype)
+            view = buffer[1:]
+            view[...] = values
+            return self.lib.Parameter(view)
+        return self.lib.Parameter(values.copy())
+
+    def set_grad(self, p, grad):
+        p.grad = None if grad is None else grad.copy()
+
+    def optimizer(self, name, groups, kwargs):
+        return getattr(self.lib, name)(groups, **kwargs)
+
+    def to_numpy(self, p):
+        return np.array(p)
+
+    def lr(self, value):
+        return value
+
+
+class TorchBackend:
+    """The same with torch tensors, for fixtures and live parity."""
+
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def parameter(self, values, misaligned: bool):
+        return self.torch.nn.Parameter(self.torch.from_numpy(values.copy()))
+
+    def set_grad(self, p, grad):
+        p.grad = None if grad is None else self.torch.from_numpy(grad.copy())
+
+    def optimizer(self, name, groups, kwargs):
+        kwargs = {k: self.lr(v) if k == "lr" else v for k, v in kwargs.items()}
+        return getattr(self.torch.optim, name)(groups, **kwargs)
+
+    def to_numpy(self, p):
+        return p.detach().numpy().copy()
+
+    def lr(self, value):
+        if isinstance(value, np.ndarray):
+            return self.torch.tensor(value.item(), dtype=self.torch.float32 if value.dtype == np.float32 else self.torch.float64)
+        return value
+
+
+def run_case(backend, name: str, kwargs: dict, dtype, sizes_by_group=None, steps: int = STEPS,
+             none_grads=None):
+    """Runs `steps` steps of optimizer `name` and returns (optimizer, params by group)."""
+    sizes_by_group = sizes_by_group or GROUP_SIZES
+    none_grads = NONE_GRAD_STEPS if none_grads is None else none_grads
+    values = initial_values(sizes_by_group, dtype)
+    params = [
+        [backend.parameter(v, (g, i) == MISALIGNED) for i, v in enumerate(group)]
+        for g, group in enumerate(values)
+    ]
+    groups = [{"params": params[0]}]
+    if len(params) > 1:
+        groups.append({"params": params[1], **second_group_options(kwargs)})
+    opt = backend.optimizer(name, groups, kwargs)
+    for step in range(steps):
+        for g, group in enumerate(params):
+            for i, p in enumerate(group):
+                skip = none_grads.get(step) == (g, i)
+                grad = None if skip else gradient(step, g, i, p.shape[0], dtype)
+                backend.set_grad(p, grad)
+        opt.step()
+    return opt, params

@@ -1,0 +1,56 @@
+"""Every registry configuration against torch 2.13's results stored as golden fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_close
+from harness import LARGE_SIZE, NumpyBackend, run_case
+from registry import LARGE, all_cases
+
+FIXTURES = Path(__file__).parent / "fixtures"
+_cache: dict[str, dict] = {}
+
+
+def golden(name: str):
+    if name not in _cache:
+        with np.load(FIXTURES / f"golden_{name}.npz") as data:
+            _cache[name] = dict(data)
+    return _cache[name]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case_id,name,kwargs", list(all_cases()), ids=[c[0] for c in all_cases()])
+def test_matches_torch_fixture(case_id, name, kwargs, dtype):
+    expected = golden(name)
+    index = case_id.rsplit("-", 1)[1]
+    prefix = f"{index}/{dtype}/"
+    opt, params = run_case(NumpyBackend(), name, kwargs, np.dtype(dtype))
+    for g, group in enumerate(params):
+        for j, p in enumerate(group):
+            key = f"{prefix}p{g}.{j}"
+            assert_close(p, expected[key], what=key)
+    state = opt.state_dict()["state"]
+    stored = {k[len(prefix):] for k in expected if k.startswith(prefix + "s")}
+    produced = {f"s{i}/{key}" for i, entries in state.items() for key in entries}
+    assert produced == stored, "state keys differ from torch's"
+    for key in stored:
+        i, entry = key[1:].split("/", 1)
+        value = state[int(i)][entry]
+        expected_value = expected[prefix + key]
+        if entry == "step":
+            assert value.dtype == np.float32 and value.shape == ()
+            assert value == expected_value
+        else:
+            assert_close(value, expected_value, dtype=np.dtype(dtype), what=prefix + key)
+
+
+@pytest.mark.parametrize("name,index", [(n, i) for n, idx in LARGE.items() for i in idx])
+def test_large_tensor_matches_torch_fixture(name, index):
+    from registry import OPTIMIZERS
+
+    _, params = run_case(NumpyBackend(), name, OPTIMIZERS[name][index], np.float32,
+                         sizes_by_group=[[LARGE_SIZE]], steps=5, none_grads={})
+    assert_close(params[0][0], golden(name)[f"{index}/large"], what=f"{name}-{index} large")
