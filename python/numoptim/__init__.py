@@ -13,6 +13,7 @@ from .optimizer import Optimizer
 from .parameter import Parameter
 from .serialization import load, save
 from .sgd import SGD
+from .sparse import RowSparseGrad
 
 __version__ = _core.__version__
 
@@ -21,6 +22,7 @@ __all__ = [
     "AdamW",
     "Optimizer",
     "Parameter",
+    "RowSparseGrad",
     "SGD",
     "get_num_threads",
     "load",

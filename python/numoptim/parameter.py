@@ -7,15 +7,17 @@ import operator
 
 import numpy as np
 
+from .sparse import RowSparseGrad
+
 __all__ = ["Parameter"]
 
 
 def _set_grad(self: Parameter, grad) -> None:
     if grad is not None:
-        if not isinstance(grad, np.ndarray):
+        if not isinstance(grad, (np.ndarray, RowSparseGrad)):
             raise TypeError(
-                f"assigned grad expected to be a numpy.ndarray or None but got "
-                f"{type(grad).__name__}"
+                f"assigned grad expected to be a numpy.ndarray, a RowSparseGrad or None "
+                f"but got {type(grad).__name__}"
             )
         if grad.dtype != self.dtype:
             raise TypeError(
@@ -98,5 +100,5 @@ class Parameter(np.ndarray):
     grad = property(
         operator.attrgetter("_grad"),
         _set_grad,
-        doc="The gradient: None or an array of the parameter's shape and dtype.",
+        doc="The gradient: None, an array of the parameter's shape and dtype, or a RowSparseGrad.",
     )
