@@ -21,6 +21,12 @@ bool same_shape(const py::array& a, const py::array& b) {
 
 bool is_float_array(const py::array& a) { return has_dtype<float>(a) || has_dtype<double>(a); }
 
+// Compares dtypes by value: an unpickled array's descriptor is an equal but distinct object.
+bool same_dtype(const py::array& a, const py::array& b) {
+  return (has_dtype<float>(a) && has_dtype<float>(b)) ||
+         (has_dtype<double>(a) && has_dtype<double>(b));
+}
+
 void check_layout(const py::array& a, const std::string& what, bool writeable) {
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(what + " is not C-contiguous: numoptim updates arrays in place and "
@@ -33,7 +39,7 @@ void check_buffer(py::handle obj, const std::string& what, const py::array& para
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(what + " must be a numpy.ndarray, got " + describe(obj));
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(param.dtype()))
+  if (!same_dtype(a, param))
     throw py::type_error(what + " has dtype " + dtype_str(a) + " but the parameter has dtype " +
                          dtype_str(param));
   if (!same_shape(a, param))
@@ -85,7 +91,7 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
       throw py::type_error("the grad of " + name + " must be a numpy.ndarray, got " +
                            describe(grad_obj));
     const auto grad = py::reinterpret_borrow<py::array>(grad_obj);
-    if (!grad.dtype().is(param.dtype()))
+    if (!same_dtype(grad, param))
       throw py::type_error("the grad of " + name + " has dtype " + dtype_str(grad) +
                            " but the parameter has dtype " + dtype_str(param));
     if (!same_shape(grad, param))
