@@ -39,7 +39,7 @@ def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
         array = np.asarray(obj)
         if array.dtype.kind not in _ALLOWED_DTYPES:
             raise TypeError(f"numoptim.save cannot store arrays of dtype {array.dtype}")
-        arrays.append(np.ascontiguousarray(array))
+        arrays.append(np.array(array, order="C", copy=True))  # keeps 0-d arrays 0-d
         return {"array": len(arrays) - 1, "scalar": isinstance(obj, np.generic)}
     if isinstance(obj, dict):
         return {"dict": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}

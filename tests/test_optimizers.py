@@ -1,0 +1,173 @@
+"""The generic battery, run over every optimizer configuration in the registry."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from harness import NONE_GRAD_STEPS, NumpyBackend, gradient, initial_values, run_case
+from registry import ELEMENTWISE, INVALID, OPTIMIZERS, all_cases
+
+import numoptim
+from numoptim import Parameter
+
+CASES = list(all_cases())
+IDS = [c[0] for c in CASES]
+ELEMENTWISE_CASES = [c for c in CASES if c[1] in ELEMENTWISE]
+
+
+def snapshot(opt):
+    """Every parameter and state array of an optimizer, copied, in a comparable form."""
+    params = [np.array(p) for g in opt.param_groups for p in g["params"]]
+    state = {
+        i: {k: np.array(v) for k, v in entries.items() if isinstance(v, np.ndarray)}
+        for i, entries in opt.state_dict()["state"].items()
+    }
+    return params, state
+
+
+def assert_identical(a, b):
+    params_a, state_a = a
+    params_b, state_b = b
+    assert len(params_a) == len(params_b)
+    for x, y in zip(params_a, params_b):
+        np.testing.assert_array_equal(x, y, strict=True)
+    assert state_a.keys() == state_b.keys()
+    for i in state_a:
+        assert state_a[i].keys() == state_b[i].keys()
+        for k in state_a[i]:
+            np.testing.assert_array_equal(state_a[i][k], state_b[i][k], strict=True)
+
+
+@pytest.mark.parametrize("name,kwargs,exc,message", INVALID, ids=[f"{n}-{m[:30]}" for n, _, _, m in INVALID])
+def test_invalid_hyperparameters(name, kwargs, exc, message):
+    w = Parameter(np.zeros((2, 2), np.float32))
+    with pytest.raises(exc) as info:
+        getattr(numoptim, name)([w], **kwargs)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("case_id,name,kwargs", CASES, ids=IDS)
+def test_resume_from_checkpoint_is_bit_identical(case_id, name, kwargs, tmp_path):
+    dtype = np.float32
+    backend = NumpyBackend()
+    full, _ = run_case(backend, name, kwargs, dtype, steps=12)
+    first, _ = run_case(backend, name, kwargs, dtype, steps=5)
+    path = tmp_path / "opt.ckpt"
+    numoptim.save(first.state_dict(), path)
+    # A new optimizer over copies of the parameters, fed the checkpoint.
+    resumed, params = run_case(backend, name, kwargs, dtype, steps=0)
+    for g_new, g_old in zip(resumed.param_groups, first.param_groups):
+        for p_new, p_old in zip(g_new["params"], g_old["params"]):
+            p_new[...] = p_old
+    resumed.load_state_dict(numoptim.load(path))
+    assert repr(resumed) == repr(first)
+    for step in range(5, 12):
+        for g, group in enumerate(params):
+            for i, p in enumerate(group):
+                skip = NONE_GRAD_STEPS.get(step) == (g, i)
+                p.grad = None if skip else gradient(step, g, i, p.shape[0], dtype)
+        resumed.step()
+    assert_identical(snapshot(resumed), snapshot(full))
+
+
+@pytest.mark.parametrize("case_id,name,kwargs", CASES, ids=IDS)
+def test_pickle_and_deepcopy_preserve_everything(case_id, name, kwargs):
+    opt, _ = run_case(NumpyBackend(), name, kwargs, np.float64, steps=4)
+    for clone in (pickle.loads(pickle.dumps(opt)), copy.deepcopy(opt)):
+        assert type(clone) is type(opt)
+        assert repr(clone) == repr(opt)
+        assert_identical(snapshot(clone), snapshot(opt))
+
+
+@pytest.mark.parametrize("case_id,name,kwargs", ELEMENTWISE_CASES, ids=[c[0] for c in ELEMENTWISE_CASES])
+def test_thread_count_does_not_change_results(case_id, name, kwargs, restore_threads):
+    sizes = [[200_003, 5], [70_001]]  # above the parallel threshold, odd sizes
+    results = []
+    for threads in (1, 2):
+        numoptim.set_num_threads(threads)
+        opt, _ = run_case(NumpyBackend(), name, kwargs, np.float32, sizes_by_group=sizes, steps=4)
+        results.append(snapshot(opt))
+    assert_identical(results[0], results[1])
+
+
+_DISPATCH_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    import numpy as np
+    sys.path[:0] = json.loads(sys.argv[1])
+    from harness import NONE_GRAD_STEPS, NumpyBackend, gradient, initial_values, run_case
+    from registry import ELEMENTWISE, OPTIMIZERS
+    import numoptim
+    digest = hashlib.sha256()
+    for name in ELEMENTWISE:
+        for kwargs in OPTIMIZERS[name]:
+            for dtype in (np.float32, np.float64):
+                opt, params = run_case(NumpyBackend(), name, kwargs, dtype,
+                                       sizes_by_group=[[0, 1, 7, 15, 16, 17, 33, 1023]], steps=6)
+                for p in params[0]:
+                    digest.update(np.ascontiguousarray(p).tobytes())
+    print(json.dumps({"level": numoptim._core.simd_level(), "digest": digest.hexdigest()}))
+    """
+)
+
+
+def test_every_dispatch_level_gives_bit_identical_results():
+    levels = ["baseline", "avx2", "avx512"]
+    best = numoptim._core.cpu_simd_level()
+    available = levels[: levels.index(best) + 1]
+    tests_dir = os.path.dirname(__file__)
+    results = {}
+    for level in available:
+        env = dict(os.environ, NUMOPTIM_DISPATCH=level)
+        out = subprocess.run(
+            [sys.executable, "-c", _DISPATCH_SCRIPT, json.dumps([tests_dir] + sys.path)],
+            env=env, capture_output=True, text=True, check=True,
+        )
+        result = json.loads(out.stdout)
+        assert result["level"] == level  # the override really took effect
+        results[level] = result["digest"]
+    assert len(set(results.values())) == 1, results
+    assert len(available) >= 2 or best == "baseline"
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_maximize_equals_minimizing_the_negated_gradient(name):
+    kwargs = next(k for k in OPTIMIZERS[name] if k.get("maximize") is False)
+    results = []
+    for maximize, sign in ((True, 1.0), (False, -1.0)):
+        p = [Parameter(v.copy()) for v in initial_values([[7, 16]], np.float64)[0]]
+        opt = getattr(numoptim, name)(p, **{**kwargs, "maximize": maximize})
+        for step in range(5):
+            for i, x in enumerate(p):
+                x.grad = sign * gradient(step, 0, i, x.shape[0], np.float64)
+            opt.step()
+        results.append(p)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_sentinels_around_misaligned_params_stay_untouched(name):
+    """Every length below twice the widest vector, at several offsets, as highway tests."""
+    kwargs = OPTIMIZERS[name][-1]
+    for offset in range(4):
+        for n in range(0, 40):
+            buffer = np.full(n + offset + 8, 7.25, np.float32)
+            view = buffer[offset : offset + n]
+            view[...] = np.linspace(-1, 1, n, dtype=np.float32)
+            p = Parameter(view)
+            assert n == 0 or np.shares_memory(p, buffer)
+            opt = getattr(numoptim, name)([p], **kwargs)
+            for _ in range(3):
+                p.grad = np.linspace(1, -1, n, dtype=np.float32)
+                opt.step()
+            assert np.all(buffer[:offset] == 7.25) and np.all(buffer[offset + n :] == 7.25)
+            assert n == 0 or not np.array_equal(view, np.linspace(-1, 1, n, dtype=np.float32))
