@@ -40,15 +40,15 @@ def second_group_options(kwargs: dict) -> dict:
     return options
 
 
-def initial_values(sizes_by_group, dtype):
+def initial_values(sizes_by_group, dtype, seed: int = 0):
     return [
-        [hashed_values(1000 * g + i + 1, n, dtype) for i, n in enumerate(sizes)]
+        [hashed_values(seed + 1000 * g + i + 1, n, dtype) for i, n in enumerate(sizes)]
         for g, sizes in enumerate(sizes_by_group)
     ]
 
 
-def gradient(step: int, g: int, i: int, n: int, dtype) -> np.ndarray:
-    return hashed_values(10**6 + 7919 * step + 1000 * g + i, n, dtype, scale=2.0)
+def gradient(step: int, g: int, i: int, n: int, dtype, seed: int = 0) -> np.ndarray:
+    return hashed_values(seed + 10**6 + 7919 * step + 1000 * g + i, n, dtype, scale=2.0)
 
 
 class NumpyBackend:
@@ -112,11 +112,14 @@ class TorchBackend:
 
 
 def run_case(backend, name: str, kwargs: dict, dtype, sizes_by_group=None, steps: int = STEPS,
-             none_grads=None):
-    """Runs `steps` steps of optimizer `name` and returns (optimizer, params by group)."""
+             none_grads=None, seed: int = 0):
+    """Runs `steps` steps of optimizer `name` and returns (optimizer, params by group).
+
+    `seed` shifts every input; 0 gives the inputs the golden fixtures were made from.
+    """
     sizes_by_group = sizes_by_group or GROUP_SIZES
     none_grads = NONE_GRAD_STEPS if none_grads is None else none_grads
-    values = initial_values(sizes_by_group, dtype)
+    values = initial_values(sizes_by_group, dtype, seed)
     params = [
         [backend.parameter(v, (g, i) == MISALIGNED) for i, v in enumerate(group)]
         for g, group in enumerate(values)
@@ -129,7 +132,7 @@ def run_case(backend, name: str, kwargs: dict, dtype, sizes_by_group=None, steps
         for g, group in enumerate(params):
             for i, p in enumerate(group):
                 skip = none_grads.get(step) == (g, i)
-                grad = None if skip else gradient(step, g, i, p.shape[0], dtype)
+                grad = None if skip else gradient(step, g, i, p.shape[0], dtype, seed)
                 backend.set_grad(p, grad)
         opt.step()
     return opt, params

@@ -131,6 +131,7 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
 }
 
 void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout& layout) {
+  if (layout.buffers.empty() && layout.scalars.empty()) return;  // e.g. SGD without momentum
   for (Entry& e : entries) {
     if (!e.state) {
       e.state = py::dict();

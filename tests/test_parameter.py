@@ -1,0 +1,59 @@
+"""numoptim.Parameter: shares memory, settable grad, identity hash, NumPy behaviour."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+from numoptim import Parameter
+
+
+def test_shares_memory_with_contiguous_float_array():
+    for dtype in (np.float32, np.float64):
+        data = np.arange(6, dtype=dtype).reshape(2, 3)
+        p = Parameter(data)
+        assert np.shares_memory(p, data) and p.dtype == dtype and p.shape == (2, 3)
+        assert isinstance(p, np.ndarray)
+
+
+def test_dtype_argument_and_conversions():
+    assert Parameter([1, 2, 3]).dtype == np.float64
+    assert Parameter([1, 2, 3], dtype=np.float32).dtype == np.float32
+    with pytest.raises(TypeError, match="Parameter supports float32 and float64 data, got complex128"):
+        Parameter(np.zeros(2, complex))
+
+
+def test_identity_hash_and_elementwise_eq():
+    a = Parameter(np.zeros(3))
+    b = Parameter(np.zeros(3))
+    assert hash(a) != hash(b)
+    d = {a: 1, b: 2}
+    assert d[a] == 1 and d[b] == 2
+    assert (a == b).all()  # == stays NumPy's elementwise comparison
+
+
+def test_in_place_update_keeps_object_and_arithmetic_gives_plain_array():
+    p = Parameter(np.ones(3, np.float32))
+    same = p
+    p -= 0.5
+    assert p is same and isinstance(p, Parameter)
+    result = p * 2
+    assert type(result) is np.ndarray
+    assert Parameter(np.ones(3))[1:].grad is None
+
+
+def test_grad_round_trips_through_pickle_and_deepcopy():
+    p = Parameter(np.arange(3.0))
+    p.grad = np.ones(3)
+    for q in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p)):
+        assert isinstance(q, Parameter)
+        np.testing.assert_array_equal(q, p)
+        np.testing.assert_array_equal(q.grad, p.grad)
+        assert q.grad is not p.grad
+
+
+def test_repr():
+    assert repr(Parameter(np.zeros(2, np.float32))).startswith("Parameter containing:\narray([0., 0.]")
