@@ -1,0 +1,30 @@
+"""The README's Python examples run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if README.exists() else []
+
+
+@pytest.mark.skipif(not BLOCKS, reason="README not found next to tests/")
+def test_quick_start_trains(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(BLOCKS[0], namespace)
+    assert namespace["loss"] < 1e-4
+    assert abs(float(namespace["weight"][0]) - 2.0) < 1e-2
+
+
+@pytest.mark.skipif(len(BLOCKS) < 3, reason="README not found next to tests/")
+def test_checkpoint_and_custom_optimizer_examples(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in BLOCKS:
+        exec(block, namespace)
+    assert (tmp_path / "opt.ckpt").exists()
+    assert issubclass(namespace["PlainGD"], namespace["numoptim"].Optimizer)
