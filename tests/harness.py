@@ -107,12 +107,23 @@ class TorchBackend:
 
     def lr(self, value):
         if isinstance(value, np.ndarray):
-            return self.torch.tensor(value.item(), dtype=self.torch.float32 if value.dtype == np.float32 else self.torch.float64)
+            return self.torch.tensor(
+                value.item(),
+                dtype=self.torch.float32 if value.dtype == np.float32 else self.torch.float64,
+            )
         return value
 
 
-def run_case(backend, name: str, kwargs: dict, dtype, sizes_by_group=None, steps: int = STEPS,
-             none_grads=None, seed: int = 0):
+def run_case(
+    backend,
+    name: str,
+    kwargs: dict,
+    dtype,
+    sizes_by_group=None,
+    steps: int = STEPS,
+    none_grads=None,
+    seed: int = 0,
+):
     """Runs `steps` steps of optimizer `name` and returns (optimizer, params by group).
 
     `seed` shifts every input; 0 gives the inputs the golden fixtures were made from.

@@ -42,9 +42,8 @@ def _adam_cases(decoupled_default: bool):
         maximize=[False, True],
         decoupled_weight_decay=[False, True],
     ):
-        if decoupled_default:
-            if not c.pop("decoupled_weight_decay"):
-                continue
+        if decoupled_default and not c.pop("decoupled_weight_decay"):
+            continue
         cases.append({"lr": 0.01, **c})
     cases.append({"lr": 0.02, "betas": (0.5, 0.9), "eps": 1e-3})
     cases.append({"lr": np.array(0.01), "amsgrad": True})  # a 0-d array lr, as a tensor lr
@@ -71,10 +70,25 @@ INVALID: list[tuple[str, dict, type, str]] = [
     ("SGD", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
     ("SGD", {"momentum": -0.5}, ValueError, "Invalid momentum value: -0.5"),
     ("SGD", {"weight_decay": -1.0}, ValueError, "Invalid weight_decay value: -1.0"),
-    ("SGD", {"nesterov": True}, ValueError, "Nesterov momentum requires a momentum and zero dampening"),
-    ("SGD", {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, ValueError, "Nesterov momentum requires"),
+    (
+        "SGD",
+        {"nesterov": True},
+        ValueError,
+        "Nesterov momentum requires a momentum and zero dampening",
+    ),
+    (
+        "SGD",
+        {"nesterov": True, "momentum": 0.9, "dampening": 0.1},
+        ValueError,
+        "Nesterov momentum requires",
+    ),
     ("SGD", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
-    ("SGD", {"fused": True, "foreach": True}, RuntimeError, "`fused` and `foreach` cannot be `True` together."),
+    (
+        "SGD",
+        {"fused": True, "foreach": True},
+        RuntimeError,
+        "`fused` and `foreach` cannot be `True` together.",
+    ),
     ("Adam", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
     ("Adam", {"eps": -1.0}, ValueError, "Invalid epsilon value: -1.0"),
     ("Adam", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),

@@ -6,25 +6,30 @@ import subprocess
 import sys
 
 import numpy as np
-
 from numoptim import SGD, Adam
 from numoptim.demo import train
 
 
 def test_demo_training_reduces_loss_and_reaches_good_accuracy():
     for make in (lambda p: SGD(p, lr=0.1, momentum=0.9, nesterov=True), lambda p: Adam(p, lr=0.01)):
-        loss, accuracy, losses = train(make, epochs=40, verbose=False)
+        _loss, accuracy, losses = train(make, epochs=40, verbose=False)
         assert losses[-1] < 0.6 * losses[0]
         assert accuracy > 0.85
 
 
 def test_python_m_numoptim_info():
-    out = subprocess.run([sys.executable, "-m", "numoptim", "info"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "numoptim", "info"], capture_output=True, text=True, check=True
+    )
     assert "simd_level" in out.stdout and "num_threads" in out.stdout
 
 
 def test_python_m_numoptim_demo_runs():
-    out = subprocess.run([sys.executable, "-m", "numoptim", "demo", "--epochs", "3"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "numoptim", "demo", "--epochs", "3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "accuracy" in out.stdout and "Adam" in out.stdout and "SGD" in out.stdout
     assert np.isfinite(float(out.stdout.split("final loss")[1].split()[0]))

@@ -33,7 +33,7 @@ def test_matches_torch_fixture(case_id, name, kwargs, dtype):
             key = f"{prefix}p{g}.{j}"
             assert_close(p, expected[key], what=key)
     state = opt.state_dict()["state"]
-    stored = {k[len(prefix):] for k in expected if k.startswith(prefix + "s")}
+    stored = {k[len(prefix) :] for k in expected if k.startswith(prefix + "s")}
     produced = {f"s{i}/{key}" for i, entries in state.items() for key in entries}
     assert produced == stored, "state keys differ from torch's"
     for key in stored:
@@ -51,6 +51,13 @@ def test_matches_torch_fixture(case_id, name, kwargs, dtype):
 def test_large_tensor_matches_torch_fixture(name, index):
     from registry import OPTIMIZERS
 
-    _, params = run_case(NumpyBackend(), name, OPTIMIZERS[name][index], np.float32,
-                         sizes_by_group=[[LARGE_SIZE]], steps=5, none_grads={})
+    _, params = run_case(
+        NumpyBackend(),
+        name,
+        OPTIMIZERS[name][index],
+        np.float32,
+        sizes_by_group=[[LARGE_SIZE]],
+        steps=5,
+        none_grads={},
+    )
     assert_close(params[0][0], golden(name)[f"{index}/large"], what=f"{name}-{index} large")

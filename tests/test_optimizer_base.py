@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import copy
 import pickle
-import numpy as np
-import pytest
 
 import numoptim
+import numpy as np
+import pytest
 from numoptim import SGD, Adam, Optimizer, Parameter
 from numoptim.optimizer import (
     register_optimizer_step_post_hook,
@@ -29,8 +29,18 @@ def params(*shapes, dtype=np.float32):
 def test_tutorial_param_groups_keys():
     opt = SGD(params((2, 2)), lr=0.1, momentum=0.9)
     assert sorted(opt.param_groups[0]) == sorted(
-        ["params", "lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
-         "foreach", "differentiable", "fused"]
+        [
+            "params",
+            "lr",
+            "momentum",
+            "dampening",
+            "weight_decay",
+            "nesterov",
+            "maximize",
+            "foreach",
+            "differentiable",
+            "fused",
+        ]
     )
 
 
@@ -121,12 +131,20 @@ def test_group_dicts_with_own_hyperparameters():
 @pytest.mark.parametrize(
     "bad,exc,message",
     [
-        (Parameter(np.zeros(3)), TypeError,
-         "params argument given to the optimizer should be an iterable of Parameters or dicts, "
-         "but got numoptim.parameter.Parameter"),
+        (
+            Parameter(np.zeros(3)),
+            TypeError,
+            (
+                "params argument given to the optimizer should be an iterable of Parameters or dicts, "
+                "but got numoptim.parameter.Parameter"
+            ),
+        ),
         ([], ValueError, "optimizer got an empty parameter list"),
-        ([np.zeros(3)], TypeError,
-         "optimizer can only optimize Parameters, but one of the params is numpy.ndarray"),
+        (
+            [np.zeros(3)],
+            TypeError,
+            "optimizer can only optimize Parameters, but one of the params is numpy.ndarray",
+        ),
         ({"params": set()}, TypeError, None),
     ],
 )
@@ -134,7 +152,9 @@ def test_bad_params(bad, exc, message):
     if isinstance(bad, dict):
         w = params((2,))[0]
         opt = SGD([w])
-        with pytest.raises(TypeError, match="optimizer parameters need to be organized in ordered collections"):
+        with pytest.raises(
+            TypeError, match="optimizer parameters need to be organized in ordered collections"
+        ):
             opt.add_param_group({"params": {w}})
         return
     with pytest.raises(exc) as info:
@@ -145,15 +165,22 @@ def test_bad_params(bad, exc, message):
 def test_add_param_group_errors_leave_groups_unchanged():
     w1, w2, w3 = params((2,), (3,), (4,))
     opt = SGD([w1], lr=0.1)
-    with pytest.raises(ValueError, match="^some parameters appear in more than one parameter group$"):
+    with pytest.raises(
+        ValueError, match="^some parameters appear in more than one parameter group$"
+    ):
         opt.add_param_group({"params": [w2, w1]})
     with pytest.raises(TypeError, match="^param_group must be a dict, but got <class 'list'>$"):
         opt.add_param_group([w2])
-    with pytest.raises(ValueError, match="^all optimizer param groups should be with/without names. "
-                       "cannot add param group with names to the optimizer$"):
+    with pytest.raises(
+        ValueError,
+        match="^all optimizer param groups should be with/without names. "
+        "cannot add param group with names to the optimizer$",
+    ):
         opt.add_param_group({"params": [("w2", w2)]})
-    with pytest.raises(ValueError, match="^all optimizer params should be with/without names. "
-                       "Some param names are missing$"):
+    with pytest.raises(
+        ValueError,
+        match="^all optimizer params should be with/without names. Some param names are missing$",
+    ):
         SGD([("a", w2), w3])
     assert len(opt.param_groups) == 1 and opt.param_groups[0]["params"][0] is w1
 
@@ -163,9 +190,11 @@ def test_required_hyperparameter():
         def __init__(self, params, lr=required):
             super().__init__(params, {"lr": lr})
 
-    w1, w2 = params((2,), (3,))
-    with pytest.raises(ValueError, match="^parameter group didn't specify a value of required "
-                       "optimization parameter lr$"):
+    w1, _w2 = params((2,), (3,))
+    with pytest.raises(
+        ValueError,
+        match="^parameter group didn't specify a value of required optimization parameter lr$",
+    ):
         Custom([w1])
     opt = Custom([{"params": [w1], "lr": 0.1}])
     assert opt.param_groups[0]["lr"] == 0.1
@@ -174,7 +203,9 @@ def test_required_hyperparameter():
 
 def test_duplicate_parameter_warns():
     (w,) = params((2,))
-    with pytest.warns(UserWarning, match="optimizer contains a parameter group with duplicate parameters"):
+    with pytest.warns(
+        UserWarning, match="optimizer contains a parameter group with duplicate parameters"
+    ):
         SGD([w, w])
 
 
@@ -269,7 +300,9 @@ def test_step_pre_hook_may_replace_args_and_must_return_pair():
     assert opt.step() == 7.0
     opt2 = SGD([w], lr=0.1)
     opt2.register_step_pre_hook(lambda o, a, k: 5)
-    with pytest.raises(RuntimeError, match="must return None or a tuple of \\(new_args, new_kwargs\\), but got 5"):
+    with pytest.raises(
+        RuntimeError, match="must return None or a tuple of \\(new_args, new_kwargs\\), but got 5"
+    ):
         opt2.step()
 
 
@@ -357,12 +390,26 @@ def test_state_dict_layout_matches_torch():
     assert sorted(sd["state"]) == [0, 1]
     assert sorted(sd["state"][0]) == ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"]
     step = sd["state"][0]["step"]
-    assert isinstance(step, np.ndarray) and step.dtype == np.float32 and step.shape == () and step == 2
+    assert (
+        isinstance(step, np.ndarray) and step.dtype == np.float32 and step.shape == () and step == 2
+    )
     assert sd["state"][0]["exp_avg"] is opt.state[w]["exp_avg"]  # live arrays, as torch
-    assert sd["param_groups"] == [{
-        "lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0, "amsgrad": True,
-        "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
-        "fused": None, "decoupled_weight_decay": False, "params": [0, 1]}]
+    assert sd["param_groups"] == [
+        {
+            "lr": 0.1,
+            "betas": (0.9, 0.999),
+            "eps": 1e-08,
+            "weight_decay": 0,
+            "amsgrad": True,
+            "maximize": False,
+            "foreach": None,
+            "capturable": False,
+            "differentiable": False,
+            "fused": None,
+            "decoupled_weight_decay": False,
+            "params": [0, 1],
+        }
+    ]
 
 
 def test_state_dict_ids_continue_across_groups():
@@ -374,8 +421,10 @@ def test_state_dict_ids_continue_across_groups():
 def test_load_state_dict_casts_to_param_dtype_and_copies():
     w64 = Parameter(np.zeros(3))
     opt = SGD([w64], lr=0.1, momentum=0.9)
-    saved = {"state": {0: {"momentum_buffer": np.ones(3, np.float32)}},
-             "param_groups": [dict(opt.state_dict()["param_groups"][0])]}
+    saved = {
+        "state": {0: {"momentum_buffer": np.ones(3, np.float32)}},
+        "param_groups": [dict(opt.state_dict()["param_groups"][0])],
+    }
     opt.load_state_dict(saved)
     buf = opt.state[w64]["momentum_buffer"]
     assert buf.dtype == np.float64 and buf.flags.c_contiguous and buf.flags.writeable
@@ -385,8 +434,10 @@ def test_load_state_dict_casts_to_param_dtype_and_copies():
 def test_load_state_dict_converts_python_step():
     (w,) = params((3,))
     opt = Adam([w])
-    sd = {"state": {0: {"step": 5, "exp_avg": np.zeros(3), "exp_avg_sq": np.zeros(3)}},
-          "param_groups": opt.state_dict()["param_groups"]}
+    sd = {
+        "state": {0: {"step": 5, "exp_avg": np.zeros(3), "exp_avg_sq": np.zeros(3)}},
+        "param_groups": opt.state_dict()["param_groups"],
+    }
     opt.load_state_dict(sd)
     step = opt.state[w]["step"]
     assert step.dtype == np.float32 and step.shape == () and step == 5
@@ -395,12 +446,18 @@ def test_load_state_dict_converts_python_step():
 @pytest.mark.parametrize(
     "mutate,message",
     [
-        (lambda sd: sd["param_groups"].append(dict(sd["param_groups"][0])),
-         "loaded state dict has a different number of parameter groups"),
-        (lambda sd: sd["param_groups"][0]["params"].append(9),
-         "loaded state dict contains a parameter group that doesn't match the size of optimizer's group"),
-        (lambda sd: sd["state"][0].__setitem__("exp_avg", np.zeros(4, np.float32)),
-         "loaded state dict has a 'exp_avg' of shape (4,) for a parameter of shape (3,)"),
+        (
+            lambda sd: sd["param_groups"].append(dict(sd["param_groups"][0])),
+            "loaded state dict has a different number of parameter groups",
+        ),
+        (
+            lambda sd: sd["param_groups"][0]["params"].append(9),
+            "loaded state dict contains a parameter group that doesn't match the size of optimizer's group",
+        ),
+        (
+            lambda sd: sd["state"][0].__setitem__("exp_avg", np.zeros(4, np.float32)),
+            "loaded state dict has a 'exp_avg' of shape (4,) for a parameter of shape (3,)",
+        ),
     ],
 )
 def test_bad_state_dict_raises_and_leaves_optimizer_unchanged(mutate, message):
@@ -410,13 +467,17 @@ def test_bad_state_dict_raises_and_leaves_optimizer_unchanged(mutate, message):
     opt.step()
     sd = copy.deepcopy(opt.state_dict())
     mutate(sd)
-    groups_before = copy.deepcopy([{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups])
+    groups_before = copy.deepcopy(
+        [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    )
     state_before = {k: np.array(v) for k, v in opt.state[w].items()}
     sd["param_groups"][0]["lr"] = 123.0
     with pytest.raises(ValueError) as info:
         opt.load_state_dict(sd)
     assert str(info.value) == message
-    assert [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups] == groups_before
+    assert [
+        {k: v for k, v in g.items() if k != "params"} for g in opt.param_groups
+    ] == groups_before
     for k, v in state_before.items():
         np.testing.assert_array_equal(opt.state[w][k], v)
 
@@ -428,7 +489,17 @@ def test_load_state_dict_missing_param_groups_is_key_error():
 
 
 def test_package_exports_torch_names():
-    for name in ["SGD", "Adam", "AdamW", "Optimizer", "Parameter", "save", "load",
-                 "set_num_threads", "get_num_threads", "show_config"]:
+    for name in [
+        "SGD",
+        "Adam",
+        "AdamW",
+        "Optimizer",
+        "Parameter",
+        "save",
+        "load",
+        "set_num_threads",
+        "get_num_threads",
+        "show_config",
+    ]:
         assert hasattr(numoptim, name), name
     assert numoptim.optimizer.required is required

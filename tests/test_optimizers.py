@@ -10,13 +10,12 @@ import subprocess
 import sys
 import textwrap
 
+import numoptim
 import numpy as np
 import pytest
 from harness import NONE_GRAD_STEPS, NumpyBackend, gradient, initial_values, run_case
-from registry import ELEMENTWISE, INVALID, OPTIMIZERS, all_cases
-
-import numoptim
 from numoptim import Parameter
+from registry import ELEMENTWISE, INVALID, OPTIMIZERS, all_cases
 
 CASES = list(all_cases())
 IDS = [c[0] for c in CASES]
@@ -46,7 +45,9 @@ def assert_identical(a, b):
             np.testing.assert_array_equal(state_a[i][k], state_b[i][k], strict=True)
 
 
-@pytest.mark.parametrize("name,kwargs,exc,message", INVALID, ids=[f"{n}-{m[:30]}" for n, _, _, m in INVALID])
+@pytest.mark.parametrize(
+    "name,kwargs,exc,message", INVALID, ids=[f"{n}-{m[:30]}" for n, _, _, m in INVALID]
+)
 def test_invalid_hyperparameters(name, kwargs, exc, message):
     w = Parameter(np.zeros((2, 2), np.float32))
     with pytest.raises(exc) as info:
@@ -87,7 +88,9 @@ def test_pickle_and_deepcopy_preserve_everything(case_id, name, kwargs):
         assert_identical(snapshot(clone), snapshot(opt))
 
 
-@pytest.mark.parametrize("case_id,name,kwargs", ELEMENTWISE_CASES, ids=[c[0] for c in ELEMENTWISE_CASES])
+@pytest.mark.parametrize(
+    "case_id,name,kwargs", ELEMENTWISE_CASES, ids=[c[0] for c in ELEMENTWISE_CASES]
+)
 def test_thread_count_does_not_change_results(case_id, name, kwargs, restore_threads):
     sizes = [[200_003, 5], [70_001]]  # above the parallel threshold, odd sizes
     results = []
@@ -129,7 +132,10 @@ def test_every_dispatch_level_gives_bit_identical_results():
         env = dict(os.environ, NUMOPTIM_DISPATCH=level)
         out = subprocess.run(
             [sys.executable, "-c", _DISPATCH_SCRIPT, json.dumps([tests_dir] + sys.path)],
-            env=env, capture_output=True, text=True, check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         result = json.loads(out.stdout)
         assert result["level"] == level  # the override really took effect
@@ -159,7 +165,7 @@ def test_sentinels_around_misaligned_params_stay_untouched(name):
     """Every length below twice the widest vector, at several offsets, as highway tests."""
     kwargs = OPTIMIZERS[name][-1]
     for offset in range(4):
-        for n in range(0, 40):
+        for n in range(40):
             buffer = np.full(n + offset + 8, 7.25, np.float32)
             view = buffer[offset : offset + n]
             view[...] = np.linspace(-1, 1, n, dtype=np.float32)

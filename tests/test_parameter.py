@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-
 from numoptim import Parameter
 
 
@@ -22,7 +21,9 @@ def test_shares_memory_with_contiguous_float_array():
 def test_dtype_argument_and_conversions():
     assert Parameter([1, 2, 3]).dtype == np.float64
     assert Parameter([1, 2, 3], dtype=np.float32).dtype == np.float32
-    with pytest.raises(TypeError, match="Parameter supports float32 and float64 data, got complex128"):
+    with pytest.raises(
+        TypeError, match="Parameter supports float32 and float64 data, got complex128"
+    ):
         Parameter(np.zeros(2, complex))
 
 
@@ -56,4 +57,6 @@ def test_grad_round_trips_through_pickle_and_deepcopy():
 
 
 def test_repr():
-    assert repr(Parameter(np.zeros(2, np.float32))).startswith("Parameter containing:\narray([0., 0.]")
+    assert repr(Parameter(np.zeros(2, np.float32))).startswith(
+        "Parameter containing:\narray([0., 0.]"
+    )

@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if README.exists() else []
+BLOCKS = (
+    re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL) if README.exists() else []
+)
 
 
 @pytest.mark.skipif(not BLOCKS, reason="README not found next to tests/")
 def test_quick_start_trains(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(BLOCKS[0], namespace)
+    exec(BLOCKS[0], namespace)  # noqa: S102 - our own README
     assert namespace["loss"] < 1e-4
     assert abs(float(namespace["weight"][0]) - 2.0) < 1e-2
 
@@ -25,6 +27,6 @@ def test_checkpoint_and_custom_optimizer_examples(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in BLOCKS:
-        exec(block, namespace)
+        exec(block, namespace)  # noqa: S102 - our own README
     assert (tmp_path / "opt.ckpt").exists()
     assert issubclass(namespace["PlainGD"], namespace["numoptim"].Optimizer)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 import os
 
+import numoptim
 import numpy as np
 import pytest
-
-import numoptim
 from numoptim import Adam, Parameter
 
 
@@ -51,7 +50,12 @@ def test_round_trip_preserves_structure_types_and_bits(tmp_path):
             assert got.dtype == value.dtype and got.shape == value.shape
             np.testing.assert_array_equal(got, value)
     assert back["misc"][:4] == [None, True, False, 3]
-    assert back["misc"][4] == -(2**70) and back["misc"][6:] == [math.inf, -math.inf, "text", (1, (2.5, "x"))]
+    assert back["misc"][4] == -(2**70) and back["misc"][6:] == [
+        math.inf,
+        -math.inf,
+        "text",
+        (1, (2.5, "x")),
+    ]
     assert math.isnan(back["nan"])
     assert isinstance(back["scalar"], np.float32) and back["scalar"] == 2.5
     assert back["empty"].shape == (0, 3) and back["ints"].dtype == np.int64

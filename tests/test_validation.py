@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import numoptim
 import numpy as np
 import pytest
-
-import numoptim
 from numoptim import SGD, Adam, AdamW, Parameter
 
 
@@ -23,7 +22,8 @@ def make(opt_cls, dtype=np.float32, **kwargs):
 def frozen(opt):
     return [
         (np.array(p), {k: np.array(v) for k, v in opt.state[p].items()})
-        for g in opt.param_groups for p in g["params"]
+        for g in opt.param_groups
+        for p in g["params"]
     ]
 
 
@@ -37,22 +37,35 @@ def assert_unchanged(opt, before):
 
 
 BAD_GRADS = [
-    (lambda p: np.ones((3, 2), np.float32), ValueError,
-     "the grad of parameter 1 has shape (3, 2) but the parameter has shape (2, 3)"),
-    (lambda p: np.ones((2, 3), np.float64), TypeError,
-     "the grad of parameter 1 has dtype float64 but the parameter has dtype float32"),
-    (lambda p: np.ones((3, 2), np.float32).T, ValueError,
-     "the grad of parameter 1 is not C-contiguous"),
-    (lambda p: [[1.0, 2.0, 3.0]] * 2, TypeError,
-     "the grad of parameter 1 must be a numpy.ndarray, got list"),
+    (
+        lambda p: np.ones((3, 2), np.float32),
+        ValueError,
+        "the grad of parameter 1 has shape (3, 2) but the parameter has shape (2, 3)",
+    ),
+    (
+        lambda p: np.ones((2, 3), np.float64),
+        TypeError,
+        "the grad of parameter 1 has dtype float64 but the parameter has dtype float32",
+    ),
+    (
+        lambda p: np.ones((3, 2), np.float32).T,
+        ValueError,
+        "the grad of parameter 1 is not C-contiguous",
+    ),
+    (
+        lambda p: [[1.0, 2.0, 3.0]] * 2,
+        TypeError,
+        "the grad of parameter 1 must be a numpy.ndarray, got list",
+    ),
 ]
 
 
-@pytest.mark.parametrize("opt_cls,kwargs", [(SGD, {"lr": 0.1, "momentum": 0.9}),
-                                            (Adam, {"amsgrad": True}), (AdamW, {})])
+@pytest.mark.parametrize(
+    "opt_cls,kwargs", [(SGD, {"lr": 0.1, "momentum": 0.9}), (Adam, {"amsgrad": True}), (AdamW, {})]
+)
 @pytest.mark.parametrize("bad_grad,exc,message", BAD_GRADS)
 def test_bad_grad_raises_and_modifies_nothing(opt_cls, kwargs, bad_grad, exc, message):
-    opt, good, other = make(opt_cls, **kwargs)
+    opt, _good, other = make(opt_cls, **kwargs)
     before = frozen(opt)
     # Bypass the Parameter.grad setter's own checks to reach the kernel's.
     other._grad = bad_grad(other)
@@ -74,7 +87,7 @@ def test_grad_setter_checks_shape_and_dtype():
 
 
 def test_read_only_parameter_rejected_without_changes():
-    opt, good, other = make(Adam)
+    opt, _good, other = make(Adam)
     before = frozen(opt)
     other.flags.writeable = False
     with pytest.raises(ValueError, match="^parameter 1 is read-only$"):
@@ -89,26 +102,45 @@ def test_integer_parameter_rejected():
     bad = np.zeros(3, np.int64).view(Parameter)
     bad._grad = np.zeros(3, np.int64)
     opt.param_groups[0]["params"][0] = bad
-    with pytest.raises(TypeError, match="numoptim optimizes float32 and float64 arrays, but "
-                                        "parameter 0 has dtype int64"):
+    with pytest.raises(
+        TypeError,
+        match="numoptim optimizes float32 and float64 arrays, but parameter 0 has dtype int64",
+    ):
         opt.step()
 
 
 @pytest.mark.parametrize(
     "key,bad,exc,message",
     [
-        ("exp_avg", np.zeros((3, 2), np.float32), ValueError,
-         "state['exp_avg'] of parameter 1 has shape (3, 2) but the parameter has shape (2, 3)"),
-        ("exp_avg_sq", np.zeros((2, 3), np.float64), TypeError,
-         "state['exp_avg_sq'] of parameter 1 has dtype float64 but the parameter has dtype float32"),
-        ("exp_avg", np.zeros((3, 2), np.float32).T, ValueError,
-         "state['exp_avg'] of parameter 1 is not C-contiguous"),
-        ("step", np.array(3.0), TypeError, "state['step'] of parameter 1 must be a 0-d float32 array"),
+        (
+            "exp_avg",
+            np.zeros((3, 2), np.float32),
+            ValueError,
+            "state['exp_avg'] of parameter 1 has shape (3, 2) but the parameter has shape (2, 3)",
+        ),
+        (
+            "exp_avg_sq",
+            np.zeros((2, 3), np.float64),
+            TypeError,
+            "state['exp_avg_sq'] of parameter 1 has dtype float64 but the parameter has dtype float32",
+        ),
+        (
+            "exp_avg",
+            np.zeros((3, 2), np.float32).T,
+            ValueError,
+            "state['exp_avg'] of parameter 1 is not C-contiguous",
+        ),
+        (
+            "step",
+            np.array(3.0),
+            TypeError,
+            "state['step'] of parameter 1 must be a 0-d float32 array",
+        ),
         ("step", 3, TypeError, "state['step'] of parameter 1 must be a 0-d float32 array, got int"),
     ],
 )
 def test_bad_state_rejected_without_changes(key, bad, exc, message):
-    opt, good, other = make(Adam)
+    opt, _good, other = make(Adam)
     opt.state[other][key] = bad
     before = frozen(opt)
     with pytest.raises(exc) as info:

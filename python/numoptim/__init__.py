@@ -18,12 +18,12 @@ from .sparse import RowSparseGrad
 __version__ = _core.__version__
 
 __all__ = [
+    "SGD",
     "Adam",
     "AdamW",
     "Optimizer",
     "Parameter",
     "RowSparseGrad",
-    "SGD",
     "get_num_threads",
     "load",
     "save",

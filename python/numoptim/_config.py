@@ -7,7 +7,7 @@ import platform
 
 from . import _core
 
-__all__ = ["set_num_threads", "get_num_threads", "show_config"]
+__all__ = ["get_num_threads", "set_num_threads", "show_config"]
 
 
 def set_num_threads(n: int) -> None:

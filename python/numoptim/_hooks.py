@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from typing import Any
+
+from typing_extensions import Self
 
 
 class RemovableHandle:
@@ -27,8 +28,8 @@ class RemovableHandle:
         if hooks_dict is not None and self.id in hooks_dict:
             del hooks_dict[self.id]
 
-    def __enter__(self) -> RemovableHandle:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *args: Any) -> None:
+    def __exit__(self, *args: object) -> None:
         self.remove()

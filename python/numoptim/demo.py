@@ -34,7 +34,9 @@ class MLP:
         rng = np.random.default_rng(seed)
         self.w1 = Parameter(rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_hidden)).astype(np.float32))
         self.b1 = Parameter(np.zeros(n_hidden, np.float32))
-        self.w2 = Parameter(rng.normal(0, 1 / np.sqrt(n_hidden), (n_hidden, n_out)).astype(np.float32))
+        self.w2 = Parameter(
+            rng.normal(0, 1 / np.sqrt(n_hidden), (n_hidden, n_out)).astype(np.float32)
+        )
         self.b2 = Parameter(np.zeros(n_out, np.float32))
 
     def named_parameters(self):
@@ -67,8 +69,14 @@ def cross_entropy(logits, y):
     return float(loss), (dlogits / len(y)).astype(np.float32)
 
 
-def train(make_optimizer, epochs: int = 60, batch_size: int = 64, hidden: int = 64, seed: int = 0,
-          verbose: bool = True):
+def train(
+    make_optimizer,
+    epochs: int = 60,
+    batch_size: int = 64,
+    hidden: int = 64,
+    seed: int = 0,
+    verbose: bool = True,
+):
     """Trains a fresh MLP on two spirals; returns (final loss, accuracy, epoch losses)."""
     x, y = two_spirals(seed=seed)
     model = MLP(2, hidden, 2, seed=seed)
@@ -95,12 +103,16 @@ def train(make_optimizer, epochs: int = 60, batch_size: int = 64, hidden: int = 
 def main(epochs: int = 60) -> int:
     """Runs the demo; returns a process exit code."""
     runs = {
-        "SGD(lr=0.1, momentum=0.9, nesterov=True)": lambda p: SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+        "SGD(lr=0.1, momentum=0.9, nesterov=True)": lambda p: SGD(
+            p, lr=0.1, momentum=0.9, nesterov=True
+        ),
         "Adam(lr=0.01)": lambda p: Adam(p, lr=0.01),
     }
     for name, make in runs.items():
         print(f"two spirals, 2-64-2 MLP, {name}")
         start = time.perf_counter()
         loss, accuracy, _ = train(make, epochs=epochs)
-        print(f"  final loss {loss:.4f}  accuracy {accuracy:.1%}  ({time.perf_counter() - start:.2f} s)")
+        print(
+            f"  final loss {loss:.4f}  accuracy {accuracy:.1%}  ({time.perf_counter() - start:.2f} s)"
+        )
     return 0

@@ -17,9 +17,9 @@ from .parameter import Parameter
 
 __all__ = [
     "Optimizer",
-    "required",
-    "register_optimizer_step_pre_hook",
     "register_optimizer_step_post_hook",
+    "register_optimizer_step_pre_hook",
+    "required",
 ]
 
 
@@ -60,7 +60,9 @@ def register_optimizer_step_post_hook(hook: Callable) -> RemovableHandle:
 
 def _typename(obj: Any) -> str:
     cls = type(obj)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 def _hook_step(step: Callable) -> Callable:
@@ -70,7 +72,9 @@ def _hook_step(step: Callable) -> Callable:
     def wrapper(self, *args, **kwargs):
         pre_hooks = self._optimizer_step_pre_hooks
         post_hooks = self._optimizer_step_post_hooks
-        if not (_global_optimizer_pre_hooks or pre_hooks or post_hooks or _global_optimizer_post_hooks):
+        if not (
+            _global_optimizer_pre_hooks or pre_hooks or post_hooks or _global_optimizer_post_hooks
+        ):
             return step(self, *args, **kwargs)
         for hook in chain(_global_optimizer_pre_hooks.values(), pre_hooks.values()):
             result = hook(self, args, kwargs)
@@ -188,11 +192,15 @@ class Optimizer:
             hooks.move_to_end(handle.id, last=False)
         return handle
 
-    def register_state_dict_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+    def register_state_dict_pre_hook(
+        self, hook: Callable, prepend: bool = False
+    ) -> RemovableHandle:
         """Registers ``hook(optimizer)`` to run before :meth:`state_dict`."""
         return self._register(self._optimizer_state_dict_pre_hooks, hook, prepend)
 
-    def register_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+    def register_state_dict_post_hook(
+        self, hook: Callable, prepend: bool = False
+    ) -> RemovableHandle:
         """Registers ``hook(optimizer, state_dict) -> state_dict | None`` after :meth:`state_dict`."""
         return self._register(self._optimizer_state_dict_post_hooks, hook, prepend)
 

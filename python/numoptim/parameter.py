@@ -57,9 +57,7 @@ class Parameter(np.ndarray):
         if array.dtype.kind in "biu" and dtype is None:
             array = array.astype(np.float64)
         if array.dtype not in (np.float32, np.float64):
-            raise TypeError(
-                f"Parameter supports float32 and float64 data, got {array.dtype}"
-            )
+            raise TypeError(f"Parameter supports float32 and float64 data, got {array.dtype}")
         array = np.require(array, requirements=["C_CONTIGUOUS", "WRITEABLE"])
         param = array.view(cls)
         param._grad = None

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["save", "load"]
+__all__ = ["load", "save"]
 
 MAGIC = b"NUMOPTIM\x00ckpt\x00v1\n"
 _DIGEST = hashlib.sha256().digest_size
@@ -35,7 +35,7 @@ def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
         return {"int": str(obj)}
     if isinstance(obj, float):
         return {"float": repr(obj)} if not math.isfinite(obj) else obj
-    if isinstance(obj, np.ndarray) or isinstance(obj, np.generic):
+    if isinstance(obj, (np.ndarray, np.generic)):
         array = np.asarray(obj)
         if array.dtype.kind not in _ALLOWED_DTYPES:
             raise TypeError(f"numoptim.save cannot store arrays of dtype {array.dtype}")
@@ -58,7 +58,7 @@ def _decode(node: Any, arrays: list[np.ndarray]) -> Any:
         return node
     if isinstance(node, list):
         return [_decode(v, arrays) for v in node]
-    (kind, value), *rest = node.items()
+    (kind, value), *_rest = node.items()
     if kind == "int":
         return int(value)
     if kind == "float":
@@ -88,8 +88,12 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     entries, offset = [], 0
     for array in arrays:
         entries.append(
-            {"dtype": array.dtype.str, "shape": list(array.shape), "offset": offset,
-             "nbytes": array.nbytes}
+            {
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+                "offset": offset,
+                "nbytes": array.nbytes,
+            }
         )
         offset += array.nbytes
     header = json.dumps({"tree": tree, "arrays": entries}, allow_nan=False).encode()

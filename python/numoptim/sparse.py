@@ -28,7 +28,7 @@ class RowSparseGrad:
         >>> emb.grad = RowSparseGrad(rows, np.ones((3, 16), np.float32), emb.shape)
     """
 
-    __slots__ = ("indices", "values", "shape")
+    __slots__ = ("indices", "shape", "values")
 
     def __init__(self, indices, values, shape) -> None:
         indices = np.asarray(indices)
@@ -75,6 +75,5 @@ class RowSparseGrad:
 
     def __repr__(self) -> str:
         return (
-            f"RowSparseGrad(indices={self.indices!r}, values={self.values!r}, "
-            f"shape={self.shape})"
+            f"RowSparseGrad(indices={self.indices!r}, values={self.values!r}, shape={self.shape})"
         )
