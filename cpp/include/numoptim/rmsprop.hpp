@@ -39,15 +39,28 @@ struct RMSprop {
   }
 
   void update(const Scalars& /*s*/, T* const* buffers, std::size_t n) const {
-    const bool use_momentum = momentum > 0, decay = weight_decay != 0;
+    // The optional buffers are read and written only under their option, and GCC does
+    // not unswitch such a loop by itself: each combination gets its own instance of
+    // the loop, so that every one of them vectorizes.
+    if (momentum > 0) {
+      if (centered) return loop<true, true>(buffers, n);
+      return loop<true, false>(buffers, n);
+    }
+    if (centered) return loop<false, true>(buffers, n);
+    loop<false, false>(buffers, n);
+  }
+
+ private:
+  template <bool UseMomentum, bool Centered>
+  void loop(T* const* buffers, std::size_t n) const {
     T* __restrict p = buffers[0];
     const T* __restrict grad = buffers[1];
     T* __restrict v = buffers[2];
-    T* __restrict buf = use_momentum ? buffers[3] : nullptr;
-    T* __restrict g_avg = centered ? buffers[use_momentum ? 4 : 3] : nullptr;
+    T* __restrict buf = UseMomentum ? buffers[3] : nullptr;
+    T* __restrict g_avg = Centered ? buffers[UseMomentum ? 4 : 3] : nullptr;
     const T wd = T(weight_decay), a = T(alpha), one_minus_a = T(1.0 - alpha);
     const T epsilon = T(eps), mom = T(momentum), neg_lr = T(-lr);
-    const bool small_weight = std::abs(1.0 - alpha) < 0.5;
+    const bool small_weight = std::abs(1.0 - alpha) < 0.5, decay = weight_decay != 0;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
       T g = maximize ? -grad[i] : grad[i];
@@ -55,7 +68,7 @@ struct RMSprop {
       const T v_new = v[i] * a + one_minus_a * g * g;
       v[i] = v_new;
       T avg;
-      if (centered) {
+      if (Centered) {
         const T ga = lerp(g_avg[i], g, one_minus_a, small_weight);
         g_avg[i] = ga;
         avg = std::sqrt(v_new + -ga * ga);
@@ -63,7 +76,7 @@ struct RMSprop {
         avg = std::sqrt(v_new);
       }
       avg = avg + epsilon;
-      if (use_momentum) {
+      if (UseMomentum) {
         const T b = buf[i] * mom + g / avg;
         buf[i] = b;
         p[i] = p[i] + neg_lr * b;
