@@ -92,29 +92,33 @@ class Adagrad(NativeOptimizer):
                 state["sum"] = np.full(p.shape, initial_accumulator_value, dtype=p.dtype)
 
     def _step_group(self, group) -> None:
-        params = group["params"]
-        sparse = [p for p in params if isinstance(p.grad, RowSparseGrad)]
         options = {
             "lr": scalar(group["lr"]),
             "lr_decay": scalar(group["lr_decay"]),
             "eps": scalar(group["eps"]),
             "maximize": bool(group["maximize"]),
         }
-        weight_decay = scalar(group["weight_decay"])
-        if sparse:
-            # Everything is checked before anything is written.
-            if weight_decay != 0:
-                raise RuntimeError("weight_decay option is not compatible with sparse gradients")
-            for p in sparse:
-                self._check_sparse(p)
-            params = [p for p in params if not isinstance(p.grad, RowSparseGrad)]
-        _core.adagrad_step(
-            params,
-            self.state,
-            weight_decay=weight_decay,
-            initial_accumulator_value=scalar(self.defaults["initial_accumulator_value"]),
+        dense = {
+            "weight_decay": scalar(group["weight_decay"]),
+            "initial_accumulator_value": scalar(self.defaults["initial_accumulator_value"]),
             **options,
-        )
+        }
+        # The native call takes dense gradients only; it checks every gradient before it
+        # writes anything, so a group with row-sparse ones raises there untouched and is
+        # then split. Dense groups pay nothing for the sparse path.
+        try:
+            _core.adagrad_step(group["params"], self.state, **dense)
+            return
+        except TypeError:
+            sparse = [p for p in group["params"] if isinstance(p.grad, RowSparseGrad)]
+            if not sparse:
+                raise
+        if dense["weight_decay"] != 0:
+            raise RuntimeError("weight_decay option is not compatible with sparse gradients")
+        for p in sparse:
+            self._check_sparse(p)
+        params = [p for p in group["params"] if not isinstance(p.grad, RowSparseGrad)]
+        _core.adagrad_step(params, self.state, **dense)
         for p in sparse:
             self._sparse_update(p, **options)
 
