@@ -50,19 +50,81 @@ def _adam_cases(decoupled_default: bool):
     return cases
 
 
+def _adagrad_cases():
+    cases = [
+        {"lr": 0.05, **c}
+        for c in _product(
+            lr_decay=[0, 0.1],
+            weight_decay=[0, 0.05],
+            initial_accumulator_value=[0, 0.5],
+            maximize=[False, True],
+        )
+    ]
+    cases.append({"lr": 0.05, "eps": 1e-3, "lr_decay": 0.01})
+    cases.append({"lr": 0.05, "weight_decay": 0.05, "fused": True})  # torch's fused kernel
+    cases.append({"lr": np.array(0.05), "lr_decay": 0.1})
+    return cases
+
+
+def _rmsprop_cases():
+    cases = [
+        {"lr": 0.01, **c}
+        for c in _product(
+            momentum=[0, 0.9],
+            centered=[False, True],
+            weight_decay=[0, 0.05],
+            maximize=[False, True],
+        )
+    ]
+    cases.append({"lr": 0.01, "alpha": 0.9, "eps": 1e-3, "momentum": 0.5, "centered": True})
+    cases.append({"lr": 0.01, "alpha": 0.3, "centered": True})  # lerp weight above 0.5
+    cases.append({"lr": np.array(0.01), "momentum": 0.9, "centered": True})
+    return cases
+
+
+def _adadelta_cases():
+    cases = [
+        {"lr": 1.0, **c}
+        for c in _product(rho=[0.9, 0.5], weight_decay=[0, 0.05], maximize=[False, True])
+    ]
+    cases.append({"lr": 0.5, "rho": 0.95, "eps": 1e-3})
+    cases.append({"lr": np.array(1.0), "weight_decay": 0.05})
+    return cases
+
+
+def _adamax_cases():
+    cases = [{"lr": 0.01, **c} for c in _product(weight_decay=[0, 0.05], maximize=[False, True])]
+    cases.append({"lr": 0.02, "betas": (0.5, 0.9), "eps": 1e-3})
+    cases.append({"lr": 0.02, "betas": (0.3, 0.99), "weight_decay": 0.05})  # lerp weight > 0.5
+    cases.append({"lr": np.array(0.01), "maximize": True})
+    return cases
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
     "Adam": _adam_cases(decoupled_default=False),
     "AdamW": _adam_cases(decoupled_default=True),
+    "Adagrad": _adagrad_cases(),
+    "RMSprop": _rmsprop_cases(),
+    "Adadelta": _adadelta_cases(),
+    "Adamax": _adamax_cases(),
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
-LARGE: dict[str, list[int]] = {"SGD": [14], "Adam": [15], "AdamW": [3]}
+LARGE: dict[str, list[int]] = {
+    "SGD": [14],
+    "Adam": [15],
+    "AdamW": [3],
+    "Adagrad": [15],
+    "RMSprop": [15],
+    "Adadelta": [7],
+    "Adamax": [3],
+}
 
 # Optimizers whose update is elementwise, so that every element can be compared and
 # results must be bit-identical across threads and SIMD levels.
-ELEMENTWISE = ["SGD", "Adam", "AdamW"]
+ELEMENTWISE = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax"]
 
 # Configurations that must be rejected: (name, kwargs, exception type, message start).
 INVALID: list[tuple[str, dict, type, str]] = [
@@ -100,6 +162,72 @@ INVALID: list[tuple[str, dict, type, str]] = [
     ("AdamW", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("AdamW", {"betas": (0.9, 1.5)}, ValueError, "Invalid beta parameter at index 1: 1.5"),
     ("AdamW", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("Adagrad", {"lr": -0.01}, ValueError, "Invalid learning rate: -0.01"),
+    ("Adagrad", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("Adagrad", {"lr_decay": -0.5}, ValueError, "Invalid lr_decay value: -0.5"),
+    ("Adagrad", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    (
+        "Adagrad",
+        {"initial_accumulator_value": -1.0},
+        ValueError,
+        "Invalid initial_accumulator_value value: -1.0",
+    ),
+    ("Adagrad", {"eps": -1e-10}, ValueError, "Invalid epsilon value: -1e-10"),
+    ("Adagrad", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    (
+        "Adagrad",
+        {"fused": True, "foreach": True},
+        RuntimeError,
+        "`fused` and `foreach` cannot be `True` together.",
+    ),
+    (
+        "Adagrad",
+        {"fused": True, "differentiable": True},
+        RuntimeError,
+        "`fused` does not support `differentiable`",
+    ),
+    ("RMSprop", {"lr": -0.01}, ValueError, "Invalid learning rate: -0.01"),
+    ("RMSprop", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("RMSprop", {"eps": -1.0}, ValueError, "Invalid epsilon value: -1.0"),
+    ("RMSprop", {"momentum": -0.9}, ValueError, "Invalid momentum value: -0.9"),
+    ("RMSprop", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("RMSprop", {"alpha": -0.5}, ValueError, "Invalid alpha value: -0.5"),
+    ("RMSprop", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("RMSprop", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    (
+        "RMSprop",
+        {"fused": True},
+        TypeError,
+        "RMSprop.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("Adadelta", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
+    ("Adadelta", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("Adadelta", {"rho": 1.5}, ValueError, "Invalid rho value: 1.5"),
+    ("Adadelta", {"rho": -0.1}, ValueError, "Invalid rho value: -0.1"),
+    ("Adadelta", {"eps": -1e-6}, ValueError, "Invalid epsilon value: -1e-06"),
+    ("Adadelta", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("Adadelta", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("Adadelta", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    (
+        "Adadelta",
+        {"fused": True},
+        TypeError,
+        "Adadelta.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("Adamax", {"lr": -0.002}, ValueError, "Invalid learning rate: -0.002"),
+    ("Adamax", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("Adamax", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    ("Adamax", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("Adamax", {"betas": (0.9, 1.0)}, ValueError, "Invalid beta parameter at index 1: 1.0"),
+    ("Adamax", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("Adamax", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("Adamax", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    (
+        "Adamax",
+        {"fused": True},
+        TypeError,
+        "Adamax.__init__() got an unexpected keyword argument 'fused'",
+    ),
 ]
 
 

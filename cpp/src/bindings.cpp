@@ -8,7 +8,11 @@
 #include <atomic>
 
 #include "group_buffers.hpp"
+#include "numoptim/adadelta.hpp"
+#include "numoptim/adagrad.hpp"
 #include "numoptim/adam.hpp"
+#include "numoptim/adamax.hpp"
+#include "numoptim/rmsprop.hpp"
 #include "numoptim/sgd.hpp"
 
 namespace py = pybind11;
@@ -51,6 +55,52 @@ void adam_step(py::handle params, py::dict state, double lr, double beta1, doubl
   });
 }
 
+// Adagrad's state is created in the constructor (python/numoptim/adagrad.py); a
+// parameter added later gets it here, `sum` filled with the constructor's value.
+void adagrad_step(py::handle params, py::dict state, double lr, double lr_decay,
+                  double weight_decay, double eps, double initial_accumulator_value,
+                  bool maximize) {
+  StateLayout layout;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"sum", initial_accumulator_value}};
+  step_group<numoptim::Adagrad>(params, state, layout, [&](auto zero) {
+    return numoptim::Adagrad<decltype(zero)>{lr, lr_decay, weight_decay, eps, maximize};
+  });
+}
+
+void rmsprop_step(py::handle params, py::dict state, double lr, double alpha, double eps,
+                  double weight_decay, double momentum, bool centered, bool maximize) {
+  StateLayout layout;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"square_avg", 0.0}};
+  if (momentum > 0) layout.buffers.push_back({"momentum_buffer", 0.0});
+  if (centered) layout.buffers.push_back({"grad_avg", 0.0});
+  step_group<numoptim::RMSprop>(params, state, layout, [&](auto zero) {
+    return numoptim::RMSprop<decltype(zero)>{lr,       alpha,    eps, weight_decay,
+                                             momentum, centered, maximize};
+  });
+}
+
+void adadelta_step(py::handle params, py::dict state, double lr, double rho, double eps,
+                   double weight_decay, bool maximize) {
+  StateLayout layout;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"square_avg", 0.0}, {"acc_delta", 0.0}};
+  step_group<numoptim::Adadelta>(params, state, layout, [&](auto zero) {
+    return numoptim::Adadelta<decltype(zero)>{lr, rho, eps, weight_decay, maximize};
+  });
+}
+
+void adamax_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                 double eps, double weight_decay, bool maximize) {
+  StateLayout layout;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_inf", 0.0}};
+  step_group<numoptim::Adamax>(params, state, layout, [&](auto zero) {
+    return numoptim::Adamax<decltype(zero)>{lr, beta1, beta2, eps, weight_decay, maximize};
+  });
+}
+
 std::string compiler() {
 #if defined(__clang__)
   return std::string("clang ") + __clang_version__;
@@ -71,6 +121,15 @@ PYBIND11_MODULE(_core, m) {
         "weight_decay"_a, "nesterov"_a, "maximize"_a);
   m.def("adam_step", &adam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a,
         "weight_decay"_a, "amsgrad"_a, "maximize"_a, "decoupled"_a);
+
+  m.def("adagrad_step", &adagrad_step, "params"_a, "state"_a, "lr"_a, "lr_decay"_a,
+        "weight_decay"_a, "eps"_a, "initial_accumulator_value"_a, "maximize"_a);
+  m.def("rmsprop_step", &rmsprop_step, "params"_a, "state"_a, "lr"_a, "alpha"_a, "eps"_a,
+        "weight_decay"_a, "momentum"_a, "centered"_a, "maximize"_a);
+  m.def("adadelta_step", &adadelta_step, "params"_a, "state"_a, "lr"_a, "rho"_a, "eps"_a,
+        "weight_decay"_a, "maximize"_a);
+  m.def("adamax_step", &adamax_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "eps"_a, "weight_decay"_a, "maximize"_a);
 
   m.def("set_num_threads", [](int n) { numoptim::binding::g_num_threads.store(n); }, "n"_a);
   m.def("get_num_threads", &numoptim::binding::num_threads);

@@ -7,10 +7,14 @@ The optimizers, their ``param_groups``, ``state`` and ``state_dict`` follow
 
 from . import _core
 from ._config import get_num_threads, set_num_threads, show_config
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam
+from .adamax import Adamax
 from .adamw import AdamW
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .rmsprop import RMSprop
 from .serialization import load, save
 from .sgd import SGD
 from .sparse import RowSparseGrad
@@ -18,12 +22,16 @@ from .sparse import RowSparseGrad
 __version__ = _core.__version__
 
 __all__ = [
-    "SGD",
+    "Adadelta",
+    "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
     "Optimizer",
     "Parameter",
+    "RMSprop",
     "RowSparseGrad",
+    "SGD",
     "get_num_threads",
     "load",
     "save",

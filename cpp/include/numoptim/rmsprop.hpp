@@ -1,0 +1,90 @@
+// RMSprop (Hinton, "Neural Networks for Machine Learning", lecture 6e, 2012), centered
+// as in Graves, "Generating Sequences With Recurrent Neural Networks" (2013), with
+// momentum and L2 weight decay.
+//
+//   g <- -g if maximize;   g <- g + weight_decay * p
+//   v <- alpha * v + (1 - alpha) * g * g
+//   avg <- sqrt(v - g_avg * g_avg) + eps, g_avg <- lerp(g_avg, g, 1 - alpha) first,
+//          if centered; else sqrt(v) + eps
+//   b <- momentum * b + g / avg;  p <- p - lr * b      if momentum > 0
+//   p <- p - lr * g / avg                               otherwise
+//
+// The operation order is torch.optim.RMSprop's single-tensor path. `step` is counted,
+// as torch does, but no update depends on it.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+#include "numoptim/multi_tensor.hpp"
+
+namespace numoptim {
+
+template <class T>
+struct RMSprop {
+  // Buffers: param, grad, square_avg, then momentum_buffer when momentum > 0, then
+  // grad_avg when centered (each optional buffer is present only when used, so
+  // grad_avg is buffer 3 without momentum and buffer 4 with it).
+  static constexpr std::size_t num_buffers = 5;
+  // Scalar state: step.
+  static constexpr std::size_t num_scalar_state = 1;
+
+  double lr, alpha, eps, weight_decay, momentum;
+  bool centered, maximize;
+
+  struct Scalars {};
+  Scalars prepare(float* const* scalar_state, bool /*fresh*/) const {
+    *scalar_state[0] += 1.0f;
+    return {};
+  }
+
+  void update(const Scalars& /*s*/, T* const* buffers, std::size_t n) const {
+    // The optional buffers are read and written only under their option, and GCC does
+    // not unswitch such a loop by itself: each combination gets its own instance of
+    // the loop, so that every one of them vectorizes.
+    if (momentum > 0) {
+      if (centered) return loop<true, true>(buffers, n);
+      return loop<true, false>(buffers, n);
+    }
+    if (centered) return loop<false, true>(buffers, n);
+    loop<false, false>(buffers, n);
+  }
+
+ private:
+  template <bool UseMomentum, bool Centered>
+  void loop(T* const* buffers, std::size_t n) const {
+    T* __restrict p = buffers[0];
+    const T* __restrict grad = buffers[1];
+    T* __restrict v = buffers[2];
+    T* __restrict buf = UseMomentum ? buffers[3] : nullptr;
+    T* __restrict g_avg = Centered ? buffers[UseMomentum ? 4 : 3] : nullptr;
+    const T wd = T(weight_decay), a = T(alpha), one_minus_a = T(1.0 - alpha);
+    const T epsilon = T(eps), mom = T(momentum), neg_lr = T(-lr);
+    const bool small_weight = std::abs(1.0 - alpha) < 0.5, decay = weight_decay != 0;
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) {
+      T g = maximize ? -grad[i] : grad[i];
+      if (decay) g = g + wd * p[i];
+      const T v_new = v[i] * a + one_minus_a * g * g;
+      v[i] = v_new;
+      T avg;
+      if (Centered) {
+        const T ga = lerp(g_avg[i], g, one_minus_a, small_weight);
+        g_avg[i] = ga;
+        avg = std::sqrt(v_new + -ga * ga);
+      } else {
+        avg = std::sqrt(v_new);
+      }
+      avg = avg + epsilon;
+      if (UseMomentum) {
+        const T b = buf[i] * mom + g / avg;
+        buf[i] = b;
+        p[i] = p[i] + neg_lr * b;
+      } else {
+        p[i] = p[i] + neg_lr * g / avg;
+      }
+    }
+  }
+};
+
+}  // namespace numoptim

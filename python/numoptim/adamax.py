@@ -1,0 +1,83 @@
+"""Adamax, the infinity-norm variant of Adam."""
+
+from __future__ import annotations
+
+from . import _core
+from ._native import NativeOptimizer, check_flags, check_lr, scalar
+
+__all__ = ["Adamax"]
+
+
+class Adamax(NativeOptimizer):
+    """Adamax (Kingma & Ba, 2015, section 7.1), as ``torch.optim.Adamax``.
+
+    With g the gradient (negated when ``maximize``) plus ``weight_decay * p`` and t the
+    step count::
+
+        m <- beta1 * m + (1 - beta1) * g
+        u <- max(beta2 * u, |g| + eps)        (NaN in either side propagates)
+        p <- p - lr / (1 - beta1^t) * m / u
+
+    State per parameter: ``step`` (0-d float32), ``exp_avg`` (m) and ``exp_inf`` (u).
+
+    Args:
+        params: parameters or parameter groups (see :class:`Optimizer`).
+        lr: learning rate, a float or a 1-element array (default 2e-3).
+        betas: coefficients of the running average and of the infinity norm
+            (default (0.9, 0.999)).
+        eps: added to |g| inside the max for numerical stability (default 1e-8).
+        weight_decay: L2 penalty (default 0).
+        foreach: accepted for torch compatibility; there is one native path.
+        maximize: maximize the objective instead of minimizing it (default False).
+        differentiable, capturable: must be False.
+    """
+
+    _param_shaped_state = ("exp_avg", "exp_inf")
+
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0,
+        foreach=None,
+        *,
+        maximize=False,
+        differentiable=False,
+        capturable=False,
+    ) -> None:
+        check_lr(lr)
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        super().__init__(params, defaults)
+
+    def _step_group(self, group) -> None:
+        beta1, beta2 = group["betas"]
+        _core.adamax_step(
+            group["params"],
+            self.state,
+            lr=scalar(group["lr"]),
+            beta1=scalar(beta1),
+            beta2=scalar(beta2),
+            eps=scalar(group["eps"]),
+            weight_decay=scalar(group["weight_decay"]),
+            maximize=bool(group["maximize"]),
+        )
