@@ -9,8 +9,12 @@ from . import _core
 from ._config import get_num_threads, set_num_threads, show_config
 from .adam import Adam
 from .adamw import AdamW
+from .asgd import ASGD
+from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .radam import RAdam
+from .rprop import Rprop
 from .serialization import load, save
 from .sgd import SGD
 from .sparse import RowSparseGrad
@@ -20,9 +24,13 @@ __version__ = _core.__version__
 __all__ = [
     "Adam",
     "AdamW",
+    "ASGD",
+    "NAdam",
     "Optimizer",
     "Parameter",
+    "RAdam",
     "RowSparseGrad",
+    "Rprop",
     "SGD",
     "get_num_threads",
     "load",
