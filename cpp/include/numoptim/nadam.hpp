@@ -52,7 +52,17 @@ struct NAdam {
             T((-lr * mu_next) / (1.0 - mu_product_next))};
   }
 
+  // The weight decay mode is a template argument so that the loop has no condition
+  // around a floating-point operation: GCC will not if-convert one (it might trap) and
+  // then leaves the whole loop scalar.
   void update(const Scalars& s, T* const* buffers, std::size_t n) const {
+    if (weight_decay == 0) return loop<false, false>(s, buffers, n);
+    if (decoupled) return loop<false, true>(s, buffers, n);
+    loop<true, false>(s, buffers, n);
+  }
+
+  template <bool L2, bool Shrink>
+  void loop(const Scalars& s, T* const* buffers, std::size_t n) const {
     T* __restrict p = buffers[0];
     const T* __restrict grad = buffers[1];
     T* __restrict m = buffers[2];
@@ -61,20 +71,24 @@ struct NAdam {
     const T weight1 = T(1.0 - beta1), b2 = T(beta2), one_minus_b2 = T(1.0 - beta2);
     const T epsilon = T(eps);
     const bool small_weight1 = std::abs(1.0 - beta1) < 0.5;
-    const bool l2 = weight_decay != 0 && !decoupled, shrink = weight_decay != 0 && decoupled;
+    // Everything the loop reads is a local: GCC does not trust that stores through the
+    // buffers leave *this and `s` alone, and a member read in the loop stops if-conversion.
+    const bool negate = maximize;
+    const T bias_correction2 = s.bias_correction2, grad_coefficient = s.grad_coefficient,
+            exp_avg_coefficient = s.exp_avg_coefficient;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = maximize ? -grad[i] : grad[i];
+      T g = negate ? -grad[i] : grad[i];
       T param = p[i];
-      if (shrink) param = param * decay_factor;
-      if (l2) g = g + wd * param;
+      if (Shrink) param = param * decay_factor;
+      if (L2) g = g + wd * param;
       const T m_new = lerp(m[i], g, weight1, small_weight1);
       const T v_new = v[i] * b2 + one_minus_b2 * g * g;
       m[i] = m_new;
       v[i] = v_new;
-      const T denom = std::sqrt(v_new / s.bias_correction2) + epsilon;
-      param = param + s.grad_coefficient * g / denom;
-      p[i] = param + s.exp_avg_coefficient * m_new / denom;
+      const T denom = std::sqrt(v_new / bias_correction2) + epsilon;
+      param = param + grad_coefficient * g / denom;
+      p[i] = param + exp_avg_coefficient * m_new / denom;
     }
   }
 };
