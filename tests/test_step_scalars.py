@@ -222,3 +222,25 @@ def test_repr_matches_torch(name):
     )
     assert repr(n_opt) == repr(t_opt)
     assert list(n_opt.param_groups[0]) == list(t_opt.param_groups[0])  # key order too
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_pickled_optimizer_continues_as_the_original(name):
+    """An unpickled optimizer (whose arrays carry their own dtype objects) steps on."""
+    import pickle
+
+    p = numoptim.Parameter(hashed_values(5, 33, np.float64))
+    opt = getattr(numoptim, name)([p], **CONFIGS[name])
+    p.grad = _grad(0, 0, 33, np.float64)
+    opt.step()
+    clone = pickle.loads(pickle.dumps(opt))
+    q = clone.param_groups[0]["params"][0]
+    for step in range(1, 9):
+        p.grad = _grad(step, 0, 33, np.float64)
+        q.grad = p.grad.copy()
+        opt.step()
+        clone.step()
+    np.testing.assert_array_equal(q, p)
+    for key, value in opt.state[p].items():
+        np.testing.assert_array_equal(clone.state[q][key], value)
+        assert clone.state[q][key].dtype == value.dtype

@@ -19,6 +19,11 @@ bool same_shape(const py::array& a, const py::array& b) {
   return true;
 }
 
+// Equal dtypes, not the same dtype object: an unpickled array has its own instance.
+bool same_dtype(const py::array& a, const py::array& b) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(a.dtype().ptr(), b.dtype().ptr());
+}
+
 bool is_float_array(const py::array& a) { return has_dtype<float>(a) || has_dtype<double>(a); }
 
 void check_layout(const py::array& a, const std::string& what, bool writeable) {
@@ -33,7 +38,7 @@ void check_buffer(py::handle obj, const std::string& what, const py::array& para
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(what + " must be a numpy.ndarray, got " + describe(obj));
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(param.dtype()))
+  if (!same_dtype(a, param))
     throw py::type_error(what + " has dtype " + dtype_str(a) + " but the parameter has dtype " +
                          dtype_str(param));
   if (!same_shape(a, param))
@@ -85,7 +90,7 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
       throw py::type_error("the grad of " + name + " must be a numpy.ndarray, got " +
                            describe(grad_obj));
     const auto grad = py::reinterpret_borrow<py::array>(grad_obj);
-    if (!grad.dtype().is(param.dtype()))
+    if (!same_dtype(grad, param))
       throw py::type_error("the grad of " + name + " has dtype " + dtype_str(grad) +
                            " but the parameter has dtype " + dtype_str(param));
     if (!same_shape(grad, param))
