@@ -100,6 +100,59 @@ def _adamax_cases():
     return cases
 
 
+def _nadam_cases():
+    cases = []
+    for c in _product(
+        weight_decay=[0, 0.1],
+        decoupled_weight_decay=[False, True],
+        maximize=[False, True],
+    ):
+        cases.append({"lr": 0.01, **c})
+    cases.append({"lr": 0.02, "betas": (0.5, 0.9), "eps": 1e-3, "momentum_decay": 0.05})
+    cases.append({"lr": 0.01, "momentum_decay": 0.0, "weight_decay": 0.05, "foreach": True})
+    cases.append({"lr": np.array(0.01)})
+    return cases
+
+
+def _radam_cases():
+    cases = []
+    for c in _product(
+        weight_decay=[0, 0.1],
+        decoupled_weight_decay=[False, True],
+        maximize=[False, True],
+    ):
+        cases.append({"lr": 0.01, **c})
+    # beta2 = 0.9: rho_t passes 5 at step 3 instead of 6; beta2 = 0.3: never rectified.
+    cases.append({"lr": 0.02, "betas": (0.5, 0.9), "eps": 1e-3})
+    cases.append({"lr": 0.01, "betas": (0.8, 0.3), "weight_decay": 0.05, "foreach": True})
+    cases.append({"lr": np.array(0.01)})
+    return cases
+
+
+def _asgd_cases():
+    cases = []
+    # t0 = 5: averaging (mu != 1) starts at step 8 of the 23.
+    for c in _product(t0=[5, 1e6], weight_decay=[0, 0.05], maximize=[False, True]):
+        cases.append({"lr": 0.05, **c})
+    cases.append({"lr": 0.05, "lambd": 0.1, "alpha": 0.5, "t0": 5})
+    cases.append({"lr": 0.05, "lambd": 0.0, "t0": 0, "foreach": True})
+    cases.append({"lr": np.array(0.05), "t0": 10})
+    return cases
+
+
+def _rprop_cases():
+    cases = []
+    # step_sizes (1e-3, 0.02) around lr 0.01 make both clamp bounds bite within 23 steps.
+    for c in _product(
+        etas=[(0.5, 1.2), (0.3, 1.5)],
+        step_sizes=[(1e-6, 50), (1e-3, 0.02)],
+        maximize=[False, True],
+    ):
+        cases.append({"lr": 0.01, **c})
+    cases.append({"lr": np.array(0.01), "foreach": True})
+    return cases
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -109,6 +162,10 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "RMSprop": _rmsprop_cases(),
     "Adadelta": _adadelta_cases(),
     "Adamax": _adamax_cases(),
+    "NAdam": _nadam_cases(),
+    "RAdam": _radam_cases(),
+    "ASGD": _asgd_cases(),
+    "Rprop": _rprop_cases(),
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -120,11 +177,18 @@ LARGE: dict[str, list[int]] = {
     "RMSprop": [15],
     "Adadelta": [7],
     "Adamax": [3],
+    "NAdam": [5],
+    "RAdam": [8],  # rectified from step 3 of the 5
+    "ASGD": [9],  # averaging from step 3 of the 5
+    "Rprop": [3],
 }
 
 # Optimizers whose update is elementwise, so that every element can be compared and
 # results must be bit-identical across threads and SIMD levels.
-ELEMENTWISE = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax"]
+ELEMENTWISE = [
+    "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD",
+    "Rprop",
+]
 
 # Configurations that must be rejected: (name, kwargs, exception type, message start).
 INVALID: list[tuple[str, dict, type, str]] = [
@@ -227,6 +291,57 @@ INVALID: list[tuple[str, dict, type, str]] = [
         {"fused": True},
         TypeError,
         "Adamax.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("NAdam", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
+    ("NAdam", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("NAdam", {"eps": -1.0}, ValueError, "Invalid epsilon value: -1.0"),
+    ("NAdam", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("NAdam", {"betas": (0.9, -0.1)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    ("NAdam", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("NAdam", {"momentum_decay": -0.1}, ValueError, "Invalid momentum_decay value: -0.1"),
+    ("NAdam", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("NAdam", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    (
+        "NAdam",
+        {"fused": True},
+        TypeError,
+        "NAdam.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("RAdam", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
+    ("RAdam", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    ("RAdam", {"betas": (-0.1, 0.999)}, ValueError, "Invalid beta parameter at index 0: -0.1"),
+    ("RAdam", {"betas": (0.9, 1.0)}, ValueError, "Invalid beta parameter at index 1: 1.0"),
+    ("RAdam", {"weight_decay": -1.0}, ValueError, "Invalid weight_decay value: -1.0"),
+    ("RAdam", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("RAdam", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    (
+        "RAdam",
+        {"fused": True},
+        TypeError,
+        "RAdam.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("ASGD", {"lr": -0.01}, ValueError, "Invalid learning rate: -0.01"),
+    ("ASGD", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("ASGD", {"weight_decay": -0.5}, ValueError, "Invalid weight_decay value: -0.5"),
+    ("ASGD", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("ASGD", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    (
+        "ASGD",
+        {"fused": True},
+        TypeError,
+        "ASGD.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("Rprop", {"lr": -0.01}, ValueError, "Invalid learning rate: -0.01"),
+    ("Rprop", {"etas": (1.5, 2.0)}, ValueError, "Invalid eta values: 1.5, 2.0"),
+    ("Rprop", {"etas": (0.5, 1.0)}, ValueError, "Invalid eta values: 0.5, 1.0"),
+    ("Rprop", {"etas": (0.0, 1.2)}, ValueError, "Invalid eta values: 0.0, 1.2"),
+    ("Rprop", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("Rprop", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    (
+        "Rprop",
+        {"fused": True},
+        TypeError,
+        "Rprop.__init__() got an unexpected keyword argument 'fused'",
     ),
 ]
 

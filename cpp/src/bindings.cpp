@@ -12,7 +12,11 @@
 #include "numoptim/adagrad.hpp"
 #include "numoptim/adam.hpp"
 #include "numoptim/adamax.hpp"
+#include "numoptim/asgd.hpp"
+#include "numoptim/nadam.hpp"
+#include "numoptim/radam.hpp"
 #include "numoptim/rmsprop.hpp"
+#include "numoptim/rprop.hpp"
 #include "numoptim/sgd.hpp"
 
 namespace py = pybind11;
@@ -101,6 +105,52 @@ void adamax_step(py::handle params, py::dict state, double lr, double beta1, dou
   });
 }
 
+void nadam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                double eps, double weight_decay, double momentum_decay, bool maximize,
+                bool decoupled) {
+  StateLayout layout;
+  layout.scalars = {{"step", 0.0}, {"mu_product", 1.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  step_group<numoptim::NAdam>(params, state, layout, [&](auto zero) {
+    return numoptim::NAdam<decltype(zero)>{
+        lr, beta1, beta2, eps, weight_decay, momentum_decay, maximize, decoupled};
+  });
+}
+
+void radam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                double eps, double weight_decay, bool maximize, bool decoupled) {
+  StateLayout layout;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  step_group<numoptim::RAdam>(params, state, layout, [&](auto zero) {
+    return numoptim::RAdam<decltype(zero)>{lr,           beta1,    beta2,    eps,
+                                           weight_decay, maximize, decoupled};
+  });
+}
+
+void asgd_step(py::handle params, py::dict state, double lr, double lambd, double alpha,
+               double t0, double weight_decay, bool maximize) {
+  StateLayout layout;
+  // eta starts at the group's lr (rounded to float32, as torch's 0-d tensor).
+  layout.scalars = {{"step", 0.0}, {"eta", lr}, {"mu", 1.0}};
+  layout.buffers = {{"ax", 0.0}};
+  step_group<numoptim::ASGD>(params, state, layout, [&](auto zero) {
+    return numoptim::ASGD<decltype(zero)>{lr, lambd, alpha, t0, weight_decay, maximize};
+  });
+}
+
+void rprop_step(py::handle params, py::dict state, double lr, double etaminus, double etaplus,
+                double step_size_min, double step_size_max, bool maximize) {
+  StateLayout layout;
+  layout.scalars = {{"step", 0.0}};
+  // The step sizes start at the group's lr when the state is created.
+  layout.buffers = {{"prev", 0.0}, {"step_size", lr}};
+  step_group<numoptim::Rprop>(params, state, layout, [&](auto zero) {
+    return numoptim::Rprop<decltype(zero)>{etaminus, etaplus, step_size_min, step_size_max,
+                                           maximize};
+  });
+}
+
 std::string compiler() {
 #if defined(__clang__)
   return std::string("clang ") + __clang_version__;
@@ -130,6 +180,14 @@ PYBIND11_MODULE(_core, m) {
         "weight_decay"_a, "maximize"_a);
   m.def("adamax_step", &adamax_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "maximize"_a);
+  m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a);
+  m.def("radam_step", &radam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "eps"_a, "weight_decay"_a, "maximize"_a, "decoupled"_a);
+  m.def("asgd_step", &asgd_step, "params"_a, "state"_a, "lr"_a, "lambd"_a, "alpha"_a, "t0"_a,
+        "weight_decay"_a, "maximize"_a);
+  m.def("rprop_step", &rprop_step, "params"_a, "state"_a, "lr"_a, "etaminus"_a, "etaplus"_a,
+        "step_size_min"_a, "step_size_max"_a, "maximize"_a);
 
   m.def("set_num_threads", [](int n) { numoptim::binding::g_num_threads.store(n); }, "n"_a);
   m.def("get_num_threads", &numoptim::binding::num_threads);

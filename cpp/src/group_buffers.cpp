@@ -19,13 +19,12 @@ bool same_shape(const py::array& a, const py::array& b) {
   return true;
 }
 
-bool is_float_array(const py::array& a) { return has_dtype<float>(a) || has_dtype<double>(a); }
-
-// Compares dtypes by value: an unpickled array's descriptor is an equal but distinct object.
+// Equal dtypes, not the same dtype object: an unpickled array has its own instance.
 bool same_dtype(const py::array& a, const py::array& b) {
-  return (has_dtype<float>(a) && has_dtype<float>(b)) ||
-         (has_dtype<double>(a) && has_dtype<double>(b));
+  return py::detail::npy_api::get().PyArray_EquivTypes_(a.dtype().ptr(), b.dtype().ptr());
 }
+
+bool is_float_array(const py::array& a) { return has_dtype<float>(a) || has_dtype<double>(a); }
 
 void check_layout(const py::array& a, const std::string& what, bool writeable) {
   if (!(a.flags() & py::array::c_style))

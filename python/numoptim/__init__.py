@@ -12,9 +12,13 @@ from .adagrad import Adagrad
 from .adam import Adam
 from .adamax import Adamax
 from .adamw import AdamW
+from .asgd import ASGD
+from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .radam import RAdam
 from .rmsprop import RMSprop
+from .rprop import Rprop
 from .serialization import load, save
 from .sgd import SGD
 from .sparse import RowSparseGrad
@@ -22,15 +26,19 @@ from .sparse import RowSparseGrad
 __version__ = _core.__version__
 
 __all__ = [
+    "ASGD",
     "Adadelta",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
+    "NAdam",
     "Optimizer",
     "Parameter",
+    "RAdam",
     "RMSprop",
     "RowSparseGrad",
+    "Rprop",
     "SGD",
     "get_num_threads",
     "load",

@@ -252,11 +252,15 @@ class Optimizer:
     # The per-parameter state entries that must have the parameter's shape; checked on
     # load so that a bad state dict fails there rather than at the next step.
     _param_shaped_state: tuple[str, ...] = ()
+    # Besides `step`, the per-parameter state kept as 0-d float32 whatever the parameter's
+    # dtype (NAdam's mu_product, ASGD's eta and mu); restored so on load. (torch casts
+    # these to the parameter's dtype on load; the native kernels need float32.)
+    _float32_scalar_state: tuple[str, ...] = ()
 
     def _cast_state(self, param: Parameter, key: Any, value: Any) -> Any:
         """Copies a loaded state value for ``param``: arrays in the parameter's dtype."""
-        if key == "step":
-            return np.array(value, dtype=np.float32)  # torch's 0-d float32 step counter
+        if key == "step" or key in self._float32_scalar_state:
+            return np.array(value, dtype=np.float32)  # 0-d float32, as torch's tensors
         if isinstance(value, np.ndarray):
             cast = np.array(value, dtype=param.dtype, order="C", copy=True)
             if key in self._param_shaped_state and cast.shape != param.shape:

@@ -1,0 +1,81 @@
+"""ASGD: averaged stochastic gradient descent."""
+
+from __future__ import annotations
+
+from . import _core
+from ._native import NativeOptimizer, check_flags, check_lr, scalar
+
+__all__ = ["ASGD"]
+
+
+class ASGD(NativeOptimizer):
+    """Averaged SGD (Polyak & Juditsky, "Acceleration of Stochastic Approximation by
+    Averaging", 1992), as ``torch.optim.ASGD``.
+
+    With g the gradient (negated when ``maximize``) plus ``weight_decay * p``, and eta
+    and mu the state from the previous step::
+
+        p <- p * (1 - lambd * eta) - eta * g
+        ax <- ax + mu * (p - ax) if mu != 1 else p
+        eta <- lr / (1 + lambd * lr * t)^alpha;   mu <- 1 / max(1, t - t0)
+
+    ``ax`` is the running average of the parameter; averaging starts after step t0.
+    State per parameter: ``step``, ``eta`` (starting at lr) and ``mu`` (starting at 1),
+    all 0-d float32, and ``ax``.
+
+    Args:
+        params: parameters or parameter groups (see :class:`Optimizer`).
+        lr: learning rate, a float or a 1-element array (default 1e-2).
+        lambd: decay term (default 1e-4).
+        alpha: power for the eta update (default 0.75).
+        t0: the step at which averaging starts (default 1e6).
+        weight_decay: L2 penalty (default 0).
+        foreach: accepted for torch compatibility; there is one native path.
+        maximize: maximize the objective instead of minimizing it (default False).
+        differentiable, capturable: must be False.
+    """
+
+    _param_shaped_state = ("ax",)
+    _float32_scalar_state = ("eta", "mu")
+
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        lambd=1e-4,
+        alpha=0.75,
+        t0=1e6,
+        weight_decay=0,
+        foreach=None,
+        maximize=False,
+        differentiable=False,
+        capturable=False,
+    ) -> None:
+        check_lr(lr)
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
+        defaults = {
+            "lr": lr,
+            "lambd": lambd,
+            "alpha": alpha,
+            "t0": t0,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        super().__init__(params, defaults)
+
+    def _step_group(self, group) -> None:
+        _core.asgd_step(
+            group["params"],
+            self.state,
+            lr=scalar(group["lr"]),
+            lambd=scalar(group["lambd"]),
+            alpha=scalar(group["alpha"]),
+            t0=scalar(group["t0"]),
+            weight_decay=scalar(group["weight_decay"]),
+            maximize=bool(group["maximize"]),
+        )

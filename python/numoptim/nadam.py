@@ -1,0 +1,99 @@
+"""NAdam: Adam with Nesterov momentum."""
+
+from __future__ import annotations
+
+from . import _core
+from ._native import NativeOptimizer, check_flags, check_lr, scalar
+
+__all__ = ["NAdam"]
+
+
+class NAdam(NativeOptimizer):
+    """NAdam (Dozat, "Incorporating Nesterov Momentum into Adam", 2016), as
+    ``torch.optim.NAdam``.
+
+    With g the gradient (negated when ``maximize``), t the step count and
+    ``mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))``::
+
+        p <- p * (1 - lr * weight_decay) if decoupled_weight_decay else g <- g + wd * p
+        mu_product <- mu_product * mu_t
+        m <- beta1 * m + (1 - beta1) * g;   v <- beta2 * v + (1 - beta2) * g^2
+        denom <- sqrt(v / (1 - beta2^t)) + eps
+        p <- p - lr * (1 - mu_t) / (1 - mu_product) * g / denom
+               - lr * mu_{t+1} / (1 - mu_product * mu_{t+1}) * m / denom
+
+    State per parameter: ``step`` and ``mu_product`` (0-d float32, ``mu_product``
+    starting at 1), ``exp_avg``, ``exp_avg_sq``.
+
+    Args:
+        params: parameters or parameter groups (see :class:`Optimizer`).
+        lr: learning rate, a float or a 1-element array (default 2e-3).
+        betas: coefficients of the running averages of g and g^2 (default (0.9, 0.999)).
+        eps: added to the denominator for numerical stability (default 1e-8).
+        weight_decay: weight decay (default 0).
+        momentum_decay: the momentum schedule's decay psi (default 4e-3).
+        decoupled_weight_decay: decay the parameter as AdamW does (NAdamW) instead of
+            adding ``weight_decay * p`` to the gradient (default False).
+        foreach: accepted for torch compatibility; there is one native path.
+        maximize: maximize the objective instead of minimizing it (default False).
+        capturable, differentiable: must be False.
+    """
+
+    _param_shaped_state = ("exp_avg", "exp_avg_sq")
+    _float32_scalar_state = ("mu_product",)
+
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0,
+        momentum_decay=4e-3,
+        decoupled_weight_decay=False,
+        *,
+        foreach=None,
+        maximize=False,
+        capturable=False,
+        differentiable=False,
+    ) -> None:
+        check_lr(lr)
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= momentum_decay:
+            raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
+        check_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "momentum_decay": momentum_decay,
+            "decoupled_weight_decay": decoupled_weight_decay,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+        }
+        super().__init__(params, defaults)
+
+    def _step_group(self, group) -> None:
+        beta1, beta2 = group["betas"]
+        _core.nadam_step(
+            group["params"],
+            self.state,
+            lr=scalar(group["lr"]),
+            beta1=scalar(beta1),
+            beta2=scalar(beta2),
+            eps=scalar(group["eps"]),
+            weight_decay=scalar(group["weight_decay"]),
+            momentum_decay=scalar(group["momentum_decay"]),
+            maximize=bool(group["maximize"]),
+            decoupled=bool(group["decoupled_weight_decay"]),
+        )
