@@ -14,6 +14,7 @@ from .parameter import Parameter
 from .serialization import load, save
 from .sgd import SGD
 from .sparse import RowSparseGrad
+from .sparse_adam import SparseAdam
 
 __version__ = _core.__version__
 
@@ -24,6 +25,7 @@ __all__ = [
     "Parameter",
     "RowSparseGrad",
     "SGD",
+    "SparseAdam",
     "get_num_threads",
     "load",
     "save",
