@@ -47,7 +47,7 @@ class RowSparseGrad:
         array([3, 7])
     """
 
-    __slots__ = ("indices", "values", "shape")
+    __slots__ = ("indices", "shape", "values")
 
     def __init__(self, indices, values, shape) -> None:
         indices = np.asarray(indices)
@@ -109,6 +109,5 @@ class RowSparseGrad:
 
     def __repr__(self) -> str:
         return (
-            f"RowSparseGrad(indices={self.indices!r}, values={self.values!r}, "
-            f"shape={self.shape})"
+            f"RowSparseGrad(indices={self.indices!r}, values={self.values!r}, shape={self.shape})"
         )
