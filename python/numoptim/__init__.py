@@ -19,12 +19,12 @@ from .sparse_adam import SparseAdam
 __version__ = _core.__version__
 
 __all__ = [
-    "SGD",
     "Adam",
     "AdamW",
     "Optimizer",
     "Parameter",
     "RowSparseGrad",
+    "SGD",
     "SparseAdam",
     "get_num_threads",
     "load",
