@@ -5,6 +5,8 @@
 // tensors of the group in one multi-threaded call with the GIL released.
 #include <omp.h>
 
+#include <pybind11/stl.h>
+
 #include <atomic>
 
 #include "group_buffers.hpp"
@@ -17,10 +19,13 @@
 #include "numoptim/radam.hpp"
 #include "numoptim/rmsprop.hpp"
 #include "numoptim/rprop.hpp"
+#include "numoptim/row_sparse.hpp"
 #include "numoptim/sgd.hpp"
+#include "numoptim/sparse_adam.hpp"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
+using numoptim::binding::RowSparseEntry;
 using numoptim::binding::StateLayout;
 using numoptim::binding::step_group;
 
@@ -35,16 +40,116 @@ int num_threads() {
 
 }  // namespace numoptim::binding
 
+namespace numoptim::binding {
+
+// Runs the row rule `Rule<T>` over the row-sparse entries of each dtype, in one
+// multi-threaded call with the GIL released. `coalesce` sums repeated rows first (as
+// torch's grad.coalesce()); `prepare(rule, entry)` gives an entry's Scalars.
+template <template <class> class Rule, class MakeRule, class Prepare>
+void step_row_sparse(const std::vector<RowSparseEntry>& entries, bool coalesce,
+                     MakeRule&& make_rule, Prepare&& prepare) {
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    using R = Rule<T>;
+    constexpr std::size_t N = R::num_buffers;
+    const R rule = make_rule(zero);
+    RowSparseList<T, N> list;
+    std::vector<typename R::Scalars> scalars;
+    for (const RowSparseEntry& e : entries) {
+      if (!has_dtype<T>(py::reinterpret_borrow<py::array>(e.param))) continue;
+      typename RowSparseList<T, N>::Tensor t{};
+      t.base[0] = data_of<T>(e.param);
+      t.base[1] = data_of<T>(e.values);
+      for (std::size_t k = 0; 2 + k < N; ++k) t.base[2 + k] = data_of<T>(e.buffers[k]);
+      t.rows = data_of<std::int64_t>(e.indices);
+      t.entries = e.entries;
+      t.width = e.width;
+      list.tensors.push_back(t);
+      scalars.push_back(prepare(rule, e));
+    }
+    if (list.tensors.empty()) return;
+    py::gil_scoped_release release;
+    // Coalesced copies of the gradients whose rows are not already sorted and unique.
+    std::vector<std::vector<std::int64_t>> rows(coalesce ? list.tensors.size() : 0);
+    std::vector<std::vector<T>> values(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      auto& t = list.tensors[i];
+      if (strictly_increasing(t.rows, t.entries)) continue;
+      coalesce_rows(t.rows, t.base[1], t.entries, t.width, rows[i], values[i]);
+      t.rows = rows[i].data();
+      t.base[1] = values[i].data();
+      t.entries = rows[i].size();
+    }
+    run_row_sparse(rule, scalars, list, num_threads(), active_isa());
+  };
+  run(float{});
+  run(double{});
+}
+
+}  // namespace numoptim::binding
+
 namespace {
 
-void sgd_step(py::handle params, py::dict state, double lr, double momentum, double dampening,
-              double weight_decay, bool nesterov, bool maximize) {
+using numoptim::binding::check_row_sparse;
+
+// Dense SGD over the group. Parameters whose grad is a RowSparseGrad raise
+// SparseGradientError unless `allow_sparse`; then they are left for sgd_sparse_step (or
+// NumPy, with momentum) and their positions in `params` returned.
+std::vector<std::size_t> sgd_step(py::handle params, py::dict state, double lr, double momentum,
+                                  double dampening, double weight_decay, bool nesterov,
+                                  bool maximize, bool allow_sparse) {
   StateLayout layout;
   if (momentum != 0) layout.buffers = {{"momentum_buffer", 0.0}};
-  step_group<numoptim::SGD>(params, state, layout, [&](auto zero) {
-    return numoptim::SGD<decltype(zero)>{lr, momentum, dampening, weight_decay, nesterov,
-                                         maximize};
-  });
+  std::vector<std::size_t> sparse_grads;
+  step_group<numoptim::SGD>(
+      params, state, layout,
+      [&](auto zero) {
+        return numoptim::SGD<decltype(zero)>{lr, momentum, dampening, weight_decay, nesterov,
+                                             maximize};
+      },
+      allow_sparse ? &sparse_grads : nullptr);
+  return sparse_grads;
+}
+
+// Plain SGD (no momentum, no weight decay) on the touched rows of parameters that all
+// have a RowSparseGrad, entry by entry in order, as torch's param.add_(sparse_grad).
+void sgd_sparse_step(py::handle params, double lr, bool maximize) {
+  std::vector<RowSparseEntry> entries;
+  std::size_t index = 0;
+  for (py::handle p : params) entries.push_back(check_row_sparse(p, p.attr("grad"), index++));
+  numoptim::binding::step_row_sparse<numoptim::SGDRows>(
+      entries, /*coalesce=*/false,
+      [&](auto zero) { return numoptim::SGDRows<decltype(zero)>{lr, maximize}; },
+      [](const auto& rule, const RowSparseEntry&) {
+        return typename std::decay_t<decltype(rule)>::Scalars{};
+      });
+}
+
+// SparseAdam over a group: every parameter with a grad must have a RowSparseGrad.
+void sparse_adam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                      double eps, bool maximize) {
+  static const py::str grad_attr("grad");
+  static const std::vector<const char*> keys = {"exp_avg", "exp_avg_sq"};
+  std::vector<RowSparseEntry> entries;
+  std::size_t index = 0;
+  for (py::handle p : params) {
+    const std::size_t i = index++;
+    py::object grad = py::getattr(p, grad_attr, py::none());
+    if (grad.is_none()) continue;
+    if (!numoptim::binding::is_row_sparse(grad))
+      throw std::runtime_error(
+          "SparseAdam does not support dense gradients, please consider Adam instead");
+    entries.push_back(check_row_sparse(p, grad, i));
+    numoptim::binding::find_row_sparse_state(entries.back(), state, keys, /*int_step=*/true);
+  }
+  if (entries.empty()) return;
+  numoptim::binding::create_row_sparse_state(entries, state, keys, /*int_step=*/true);
+  numoptim::binding::step_row_sparse<numoptim::SparseAdam>(
+      entries, /*coalesce=*/true,
+      [&](auto zero) {
+        return numoptim::SparseAdam<decltype(zero)>{lr, beta1, beta2, eps, maximize};
+      },
+      [](const auto& rule, const RowSparseEntry& e) { return rule.prepare(e.step); });
 }
 
 void adam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
@@ -167,10 +272,16 @@ std::string compiler() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "numoptim's native kernels (private: use the numoptim package)";
 
+  py::register_exception<numoptim::binding::SparseGradientError>(m, "SparseGradientError",
+                                                                 PyExc_TypeError);
+
   m.def("sgd_step", &sgd_step, "params"_a, "state"_a, "lr"_a, "momentum"_a, "dampening"_a,
-        "weight_decay"_a, "nesterov"_a, "maximize"_a);
+        "weight_decay"_a, "nesterov"_a, "maximize"_a, "allow_sparse"_a = true);
   m.def("adam_step", &adam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a,
         "weight_decay"_a, "amsgrad"_a, "maximize"_a, "decoupled"_a);
+  m.def("sgd_sparse_step", &sgd_sparse_step, "params"_a, "lr"_a, "maximize"_a);
+  m.def("sparse_adam_step", &sparse_adam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a,
+        "beta2"_a, "eps"_a, "maximize"_a);
 
   m.def("adagrad_step", &adagrad_step, "params"_a, "state"_a, "lr"_a, "lr_decay"_a,
         "weight_decay"_a, "eps"_a, "initial_accumulator_value"_a, "maximize"_a);

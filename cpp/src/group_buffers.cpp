@@ -69,7 +69,15 @@ std::string describe(py::handle obj) {
   return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
 }
 
-std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout) {
+bool is_row_sparse(py::handle grad) {
+  // Only reached for a grad that is not an ndarray, so the import (a dict lookup once
+  // numoptim is loaded) stays off the dense hot path.
+  if (py::isinstance<py::array>(grad)) return false;
+  return py::isinstance(grad, py::module_::import("numoptim.sparse").attr("RowSparseGrad"));
+}
+
+std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout,
+                           std::vector<std::size_t>* sparse_grads) {
   static const py::str grad_attr("grad");
   std::vector<Entry> entries;
   std::size_t index = 0;
@@ -77,6 +85,13 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
     const std::size_t i = index++;
     py::object grad_obj = py::getattr(p, grad_attr, py::none());
     if (grad_obj.is_none()) continue;  // as torch: a parameter without a gradient is skipped
+    if (!py::isinstance<py::array>(grad_obj) && is_row_sparse(grad_obj)) {
+      if (sparse_grads == nullptr)
+        throw SparseGradientError("parameter " + std::to_string(i) +
+                                  " has a sparse gradient (RowSparseGrad)");
+      sparse_grads->push_back(i);
+      continue;
+    }
     const std::string name = "parameter " + std::to_string(i);
     if (!py::isinstance<py::array>(p))
       throw py::type_error("optimizer can only optimize Parameters, but " + name + " is " +
@@ -160,6 +175,125 @@ bool has_duplicates(const std::vector<Entry>& entries) {
   for (const Entry& e : entries)
     if (!seen.insert(data_of<char>(e.param)).second) return true;
   return false;
+}
+
+RowSparseEntry check_row_sparse(py::handle p, py::handle grad, std::size_t i) {
+  const std::string name = "parameter " + std::to_string(i);
+  if (!py::isinstance<py::array>(p))
+    throw py::type_error("optimizer can only optimize Parameters, but " + name + " is " +
+                         describe(p));
+  const auto param = py::reinterpret_borrow<py::array>(p);
+  if (!is_float_array(param))
+    throw py::type_error("numoptim optimizes float32 and float64 arrays, but " + name +
+                         " has dtype " + dtype_str(param));
+  check_layout(param, name, true);
+  if (param.ndim() < 1)
+    throw py::value_error("a row-sparse gradient needs a parameter with at least one "
+                          "dimension, but " + name + " is 0-d");
+  const std::string what = "the RowSparseGrad of " + name;
+  if (!py::tuple(grad.attr("shape")).equal(py::tuple(param.attr("shape"))))
+    throw py::value_error(what + " has shape " + py::str(grad.attr("shape")).cast<std::string>() +
+                          " but the parameter has shape " + shape_str(param));
+  py::object indices_obj = grad.attr("indices"), values_obj = grad.attr("values");
+  if (!py::isinstance<py::array_t<std::int64_t>>(indices_obj) ||
+      py::reinterpret_borrow<py::array>(indices_obj).ndim() != 1)
+    throw py::type_error(what + " must have 1-D int64 indices, got " + describe(indices_obj));
+  const auto indices = py::reinterpret_borrow<py::array>(indices_obj);
+  check_layout(indices, what + "'s indices", false);
+  if (!py::isinstance<py::array>(values_obj))
+    throw py::type_error(what + " must have array values, got " + describe(values_obj));
+  const auto values = py::reinterpret_borrow<py::array>(values_obj);
+  if (!values.dtype().is(param.dtype()))
+    throw py::type_error(what + " has dtype " + dtype_str(values) +
+                         " but the parameter has dtype " + dtype_str(param));
+  bool row_shape = values.ndim() == param.ndim() && values.shape(0) == indices.shape(0);
+  for (py::ssize_t d = 1; row_shape && d < param.ndim(); ++d)
+    row_shape = values.shape(d) == param.shape(d);
+  if (!row_shape)
+    throw py::value_error(what + " has values of shape " + shape_str(values) + " for " +
+                          std::to_string(indices.shape(0)) + " rows of a parameter of shape " +
+                          shape_str(param));
+  check_layout(values, what + "'s values", false);
+  // The kernels write param[row] unchecked, so every index is checked here.
+  const auto* rows = static_cast<const std::int64_t*>(indices.data());
+  const std::int64_t num_rows = param.shape(0);
+  for (py::ssize_t k = 0; k < indices.shape(0); ++k)
+    if (rows[k] < 0 || rows[k] >= num_rows)
+      throw py::index_error(what + " has row index " + std::to_string(rows[k]) +
+                            " out of range for " + std::to_string(num_rows) + " rows");
+  RowSparseEntry e;
+  e.index = i;
+  e.param = py::reinterpret_borrow<py::object>(p);
+  e.indices = indices_obj;
+  e.values = values_obj;
+  e.entries = static_cast<std::size_t>(indices.shape(0));
+  e.width = num_rows == 0 ? 0 : static_cast<std::size_t>(param.size() / num_rows);
+  e.step = 0;
+  return e;
+}
+
+void find_row_sparse_state(RowSparseEntry& e, py::dict state,
+                           const std::vector<const char*>& keys, bool int_step) {
+  PyObject* st = PyDict_GetItem(state.ptr(), e.param.ptr());  // borrowed; no defaultdict insert
+  if (st == nullptr) return;
+  const std::string name = "parameter " + std::to_string(e.index);
+  if (!PyDict_Check(st))
+    throw py::type_error("optimizer.state of " + name + " must be a dict, got " + describe(st));
+  e.state = py::reinterpret_borrow<py::object>(st);
+  const auto param = py::reinterpret_borrow<py::array>(e.param);
+  for (std::size_t k = 0; k < keys.size(); ++k) {
+    PyObject* value = PyDict_GetItemString(st, keys[k]);
+    if (value == nullptr) continue;
+    e.buffers[k] = py::reinterpret_borrow<py::object>(value);
+    check_buffer(e.buffers[k], state_name(keys[k], e.index), param);
+  }
+  if (int_step) {
+    PyObject* step = PyDict_GetItemString(st, "step");
+    if (step == nullptr) return;
+    // torch keeps SparseAdam's step as a Python int; anything usable as an int is taken.
+    if (PyBool_Check(step) || !PyIndex_Check(step))
+      throw py::type_error(state_name("step", e.index) + " must be an int, got " +
+                           describe(step));
+    e.step = py::reinterpret_borrow<py::object>(step).cast<long long>();
+  }
+}
+
+void create_row_sparse_state(std::vector<RowSparseEntry>& entries, py::dict state,
+                             const std::vector<const char*>& keys, bool int_step) {
+  for (RowSparseEntry& e : entries) {
+    if (!e.state) {
+      // A parameter listed twice: its first entry may have just created the state.
+      PyObject* st = PyDict_GetItem(state.ptr(), e.param.ptr());
+      if (st != nullptr) {
+        e.state = py::reinterpret_borrow<py::object>(st);
+      } else {
+        e.state = py::dict();
+        state[e.param] = e.state;
+      }
+    }
+    const auto param = py::reinterpret_borrow<py::array>(e.param);
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      if (e.buffers[k]) continue;
+      if (PyObject* existing = PyDict_GetItemString(e.state.ptr(), keys[k])) {
+        e.buffers[k] = py::reinterpret_borrow<py::object>(existing);
+        continue;
+      }
+      py::array buffer(param.dtype(),
+                       std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
+      buffer.attr("fill")(0.0);
+      e.state[keys[k]] = buffer;
+      e.buffers[k] = buffer;
+    }
+    if (int_step) {
+      // The step as it is after this step; a parameter listed twice counts twice, as torch.
+      PyObject* current = PyDict_GetItemString(e.state.ptr(), "step");
+      const long long before = current == nullptr
+                                   ? 0
+                                   : py::reinterpret_borrow<py::object>(current).cast<long long>();
+      e.step = before + 1;
+      e.state["step"] = py::int_(e.step);
+    }
+  }
 }
 
 }  // namespace numoptim::binding

@@ -11,6 +11,7 @@
 #include <pybind11/pybind11.h>
 
 #include <array>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,17 @@ struct StateLayout {
 };
 
 std::string describe(py::handle obj);
+
+// Raised by collect() for a parameter whose grad is a RowSparseGrad when the rule takes
+// dense gradients only. The module exposes it as numoptim._core.SparseGradientError;
+// the Python optimizer turns it into torch's RuntimeError with its own name
+// ("Adam does not support sparse gradients, ..."), so no binding needs to know it.
+struct SparseGradientError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Whether a grad is a numoptim.RowSparseGrad.
+bool is_row_sparse(py::handle grad);
 
 template <class T>
 bool has_dtype(const py::array& a) {
@@ -59,7 +71,11 @@ T* data_of(const py::object& array) {
 
 // Finds the parameters of `params` that have a gradient, and checks them, their
 // gradients and any state they already have against `layout`. Writes nothing.
-std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout);
+// A row-sparse gradient raises SparseGradientError, unless `sparse_grads` is given:
+// then the parameter is left out and its position in `params` appended there (for
+// optimizers such as SGD that handle sparse gradients apart).
+std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout,
+                           std::vector<std::size_t>* sparse_grads = nullptr);
 
 // Creates the missing state entries (filled with the layout's value) of every entry.
 void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout& layout);
@@ -99,10 +115,11 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
 
 // Runs `Rule<T>` over the group's float32 and float64 tensors.
 // `make_rule` builds the rule for one dtype: make_rule(T{}) -> Rule<T>.
+// `sparse_grads`: as collect().
 template <template <class> class Rule, class MakeRule>
 void step_group(py::handle params, py::dict state, const StateLayout& layout,
-                MakeRule&& make_rule) {
-  std::vector<Entry> entries = collect(params, state, layout);
+                MakeRule&& make_rule, std::vector<std::size_t>* sparse_grads = nullptr) {
+  std::vector<Entry> entries = collect(params, state, layout, sparse_grads);
   if (entries.empty()) return;
   create_state(entries, state, layout);
   const bool serial = has_duplicates(entries);
@@ -124,5 +141,31 @@ void step_group(py::handle params, py::dict state, const StateLayout& layout,
   run(float{});
   run(double{});
 }
+
+// ------------------------------------------------------------ row-sparse gradients
+
+// One parameter with a RowSparseGrad: its checked arrays and state.
+struct RowSparseEntry {
+  std::size_t index;  // position in the group's params, for error messages
+  py::object param, indices, values;
+  py::object state;                   // the parameter's dict in optimizer.state (or null)
+  std::array<py::object, 2> buffers;  // state buffers in the caller's key order
+  std::size_t entries, width;         // rows of values, elements per row
+  long long step;                     // the Python int `step` (SparseAdam), 0 if none
+};
+
+// Checks a parameter and its RowSparseGrad: a C-contiguous writeable float parameter
+// with at least one dimension, int64 row indices inside it, values of the parameter's
+// dtype and row shape. Writes nothing.
+RowSparseEntry check_row_sparse(py::handle param, py::handle grad, std::size_t index);
+
+// Looks up the parameter's existing state for `keys` (buffers shaped like the
+// parameter) and an int `step` when `int_step`. Writes nothing.
+void find_row_sparse_state(RowSparseEntry& e, py::dict state,
+                           const std::vector<const char*>& keys, bool int_step);
+
+// Creates missing state (zero buffers, step 0), then adds one to every `step`.
+void create_row_sparse_state(std::vector<RowSparseEntry>& entries, py::dict state,
+                             const std::vector<const char*>& keys, bool int_step);
 
 }  // namespace numoptim::binding

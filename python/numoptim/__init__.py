@@ -22,6 +22,7 @@ from .rprop import Rprop
 from .serialization import load, save
 from .sgd import SGD
 from .sparse import RowSparseGrad
+from .sparse_adam import SparseAdam
 
 __version__ = _core.__version__
 
@@ -40,6 +41,7 @@ __all__ = [
     "RowSparseGrad",
     "Rprop",
     "SGD",
+    "SparseAdam",
     "get_num_threads",
     "load",
     "save",

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import _core
 from .optimizer import Optimizer
 
 
@@ -44,7 +45,27 @@ def scalar(value: Any) -> float:
 
 
 class NativeOptimizer(Optimizer):
-    """An optimizer whose ``step`` runs one native call per parameter group."""
+    """An optimizer whose ``step`` runs one native call per parameter group.
+
+    A native step given a :class:`~numoptim.RowSparseGrad` where its rule needs dense
+    gradients raises ``_core.SparseGradientError`` before writing anything; ``step``
+    turns that into torch's ``RuntimeError`` (see :meth:`_sparse_grad_message`). The
+    check costs nothing on the dense path, so no optimizer loops over its parameters.
+    """
+
+    # torch's message when a parameter has a sparse gradient; None gives
+    # "<Name> does not support sparse gradients" with the numoptim class's name.
+    _sparse_grad_error: str | None = None
+
+    def _sparse_grad_message(self) -> str:
+        if self._sparse_grad_error is not None:
+            return self._sparse_grad_error
+        # A user's subclass reports the numoptim optimizer it extends, as torch does.
+        name = next(
+            (c.__name__ for c in type(self).__mro__ if c.__module__.startswith("numoptim.")),
+            type(self).__name__,
+        )
+        return f"{name} does not support sparse gradients"
 
     def _step_group(self, group: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -62,7 +83,10 @@ class NativeOptimizer(Optimizer):
         if closure is not None:
             loss = closure()
         for group in self.param_groups:
-            self._step_group(group)
+            try:
+                self._step_group(group)
+            except _core.SparseGradientError:
+                raise RuntimeError(self._sparse_grad_message()) from None
         return loss
 
     def __setstate__(self, state: dict[str, Any]) -> None:

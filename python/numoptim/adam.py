@@ -37,6 +37,10 @@ class Adam(NativeOptimizer):
     """
 
     _param_shaped_state = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    # AdamW inherits this message, as in torch.
+    _sparse_grad_error = (
+        "Adam does not support sparse gradients, please consider SparseAdam instead"
+    )
 
     def __init__(
         self,

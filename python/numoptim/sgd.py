@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _core
 from ._native import NativeOptimizer, check_flags, check_lr, scalar
+from .parameter import Parameter
 
 __all__ = ["SGD"]
 
@@ -18,6 +21,16 @@ class SGD(NativeOptimizer):
         p <- p - lr * g
 
     State per parameter: ``momentum_buffer`` (only when momentum != 0).
+
+    Sparse gradients: a parameter's grad may be a :class:`~numoptim.RowSparseGrad`, as
+    torch's SGD accepts sparse grads. Without momentum only the touched rows are read
+    and written, entry by entry in order as torch's ``param.add_(grad, alpha=-lr)``.
+    With momentum every row whose momentum is not zero moves, as in torch; torch keeps
+    that momentum as a sparse tensor, numoptim as the dense array it stands for, so the
+    state has the same layout for dense and sparse gradients (and torch's
+    ``momentum_buffer.to_dense()`` is numoptim's). As in torch, weight decay with a
+    sparse gradient raises ``RuntimeError`` ("add(sparse, dense) is not supported..."),
+    and so does ``fused=True``.
 
     Args:
         params: parameters or parameter groups (see :class:`Optimizer`).
@@ -69,13 +82,55 @@ class SGD(NativeOptimizer):
         super().__init__(params, defaults)
 
     def _step_group(self, group) -> None:
-        _core.sgd_step(
-            group["params"],
-            self.state,
-            lr=scalar(group["lr"]),
-            momentum=scalar(group["momentum"]),
-            dampening=scalar(group["dampening"]),
-            weight_decay=scalar(group["weight_decay"]),
-            nesterov=bool(group["nesterov"]),
-            maximize=bool(group["maximize"]),
-        )
+        lr, momentum = scalar(group["lr"]), scalar(group["momentum"])
+        weight_decay, maximize = scalar(group["weight_decay"]), bool(group["maximize"])
+        fused = bool(group.get("fused"))
+        try:
+            sparse = _core.sgd_step(
+                group["params"],
+                self.state,
+                lr=lr,
+                momentum=momentum,
+                dampening=scalar(group["dampening"]),
+                weight_decay=weight_decay,
+                nesterov=bool(group["nesterov"]),
+                maximize=maximize,
+                allow_sparse=not fused and weight_decay == 0,
+            )
+        except _core.SparseGradientError:
+            # torch's errors for what it cannot do with a sparse gradient; raised before
+            # anything of the group is written.
+            if fused:
+                raise RuntimeError("`_fused_sgd` does not support sparse gradients") from None
+            raise RuntimeError(
+                "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
+            ) from None
+        if sparse:
+            params = [group["params"][i] for i in sparse]
+            if momentum == 0:
+                _core.sgd_sparse_step(params, lr=lr, maximize=maximize)
+            else:
+                for p in params:
+                    self._sparse_momentum_step(p, group, lr, momentum, maximize)
+
+    def _sparse_momentum_step(
+        self, p: Parameter, group, lr: float, momentum: float, maximize: bool
+    ) -> None:
+        """SGD with momentum for a RowSparseGrad, in NumPy on the dense momentum buffer.
+
+        The momentum decays on every row, so this is a dense update with the gradient's
+        rows summed in (torch's coalesce order); the operations are the native kernel's.
+        """
+        grad = p.grad.to_dense()
+        if maximize:
+            np.negative(grad, out=grad)
+        state = self.state[p]
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = grad.copy()  # torch: the first buffer is the gradient, undampened
+            state["momentum_buffer"] = buf
+        else:
+            buf *= momentum
+            buf += (1.0 - scalar(group["dampening"])) * grad
+        update = grad + momentum * buf if group["nesterov"] else buf
+        p += (-lr) * update

@@ -7,6 +7,10 @@
 //
 // Sutskever et al., "On the importance of initialization and momentum in deep
 // learning" (2013); the momentum form is torch.optim.SGD's.
+//
+// SGDRows is plain SGD (no momentum, no weight decay) on the rows of a row-sparse
+// gradient, for run_row_sparse (row_sparse.hpp): torch adds an uncoalesced sparse
+// gradient to the parameter entry by entry, p <- p + (-lr) * g, in the entries' order.
 #pragma once
 
 #include <cstddef>
@@ -47,6 +51,28 @@ struct SGD {
         buf[i] = b;
         g = nesterov ? g + mom * b : b;
       }
+      p[i] = p[i] + neg_lr * g;
+    }
+  }
+};
+
+template <class T>
+struct SGDRows {
+  // Buffers: param row, gradient row.
+  static constexpr std::size_t num_buffers = 2;
+
+  double lr;
+  bool maximize;
+
+  struct Scalars {};
+
+  void update(const Scalars& /*s*/, T* const* buffers, std::size_t n) const {
+    T* __restrict p = buffers[0];
+    const T* __restrict grad = buffers[1];
+    const T neg_lr = T(-lr);
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) {
+      const T g = maximize ? -grad[i] : grad[i];
       p[i] = p[i] + neg_lr * g;
     }
   }

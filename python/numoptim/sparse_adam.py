@@ -1,0 +1,80 @@
+"""SparseAdam: Adam on the rows that a row-sparse gradient touches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._native import NativeOptimizer, scalar
+from .parameter import Parameter
+
+__all__ = ["SparseAdam"]
+
+
+class SparseAdam(NativeOptimizer):
+    """A masked Adam for row-sparse gradients, as ``torch.optim.SparseAdam``.
+
+    Every gradient must be a :class:`~numoptim.RowSparseGrad` (the gradient of an
+    embedding lookup). Its repeated rows are summed first (as torch's ``coalesce``);
+    then, with g a touched row (negated when ``maximize``) and t the step count, only
+    the touched rows of the parameter and its moments are read and written::
+
+        m <- m + (1 - beta1) * (g - m)
+        v <- v + (1 - beta2) * (g^2 - v)
+        p <- p - lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
+
+    Unlike :class:`Adam`, eps is not bias-corrected, and rows the gradient does not
+    touch keep their moments and values exactly. ``step`` counts every step that had a
+    gradient, even one with no rows.
+
+    State per parameter: ``step`` (a Python int, as in torch), ``exp_avg``,
+    ``exp_avg_sq``.
+
+    Args:
+        params: parameters or parameter groups (see :class:`Optimizer`).
+        lr: learning rate, a float or a 1-element array, > 0 (default 1e-3).
+        betas: coefficients of the running averages of g and g^2 (default (0.9, 0.999)).
+        eps: added to the denominator, > 0 (default 1e-8).
+        maximize: maximize the objective instead of minimizing it (default False).
+
+    Raises:
+        RuntimeError: at ``step``, a parameter has a dense (ndarray) gradient.
+    """
+
+    _param_shaped_state = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False) -> None:
+        if isinstance(lr, np.ndarray) and lr.size != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if not 0.0 < lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 < eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize}
+        super().__init__(params, defaults)
+        # torch rejects sparse and complex parameters here; a numoptim Parameter is
+        # always a dense float32 or float64 array, which the base class has checked.
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        beta1, beta2 = group["betas"]
+        _core.sparse_adam_step(
+            group["params"],
+            self.state,
+            lr=scalar(group["lr"]),
+            beta1=scalar(beta1),
+            beta2=scalar(beta2),
+            eps=scalar(group["eps"]),
+            maximize=bool(group.get("maximize", False)),
+        )
+
+    def _cast_state(self, param: Parameter, key: Any, value: Any) -> Any:
+        # SparseAdam's step is a Python int in torch, not the 0-d float32 of the others.
+        if key == "step":
+            return int(value)
+        return super()._cast_state(param, key, value)
