@@ -7,8 +7,10 @@ The optimizers, their ``param_groups``, ``state`` and ``state_dict`` follow
 
 from . import _core
 from ._config import get_num_threads, set_num_threads, show_config
+from .adafactor import Adafactor
 from .adam import Adam
 from .adamw import AdamW
+from .lbfgs import LBFGS
 from .optimizer import Optimizer
 from .parameter import Parameter
 from .serialization import load, save
@@ -18,8 +20,10 @@ from .sparse import RowSparseGrad
 __version__ = _core.__version__
 
 __all__ = [
+    "Adafactor",
     "Adam",
     "AdamW",
+    "LBFGS",
     "Optimizer",
     "Parameter",
     "RowSparseGrad",
