@@ -65,8 +65,15 @@ LBFGS_PROBLEMS = ["rosenbrock", "least_squares"]
 LBFGS_STEPS = 4
 
 
-def run_lbfgs(backend, problem: str, kwargs: dict, dtype, steps: int = LBFGS_STEPS,
-              optimizer=None, params=None):
+def run_lbfgs(
+    backend,
+    problem: str,
+    kwargs: dict,
+    dtype,
+    steps: int = LBFGS_STEPS,
+    optimizer=None,
+    params=None,
+):
     """Runs `steps` LBFGS steps; returns (optimizer, params, losses of every closure call).
 
     The first returned loss of each step is recorded too, as the last element of
@@ -106,21 +113,25 @@ LBFGS_CASES = [
 # calls the valley amplifies ulp differences to 1e-4 (no line search) and 3e-3
 # (strong Wolfe) relative in one step, and torch's own float32 run is as far from the
 # float64 one as numoptim's is (measured), so no element-wise tolerance is meaningful.
-LBFGS_RUNS = [
-    ("rosenbrock", 0, "float64", 2),
-    ("rosenbrock", 1, "float64", 1),
-    ("rosenbrock", 2, "float64", 4),
-    ("rosenbrock", 3, "float64", 4),
-    ("rosenbrock", 4, "float64", 2),
-    ("rosenbrock", 2, "float32", 2),
-    ("rosenbrock", 3, "float32", 1),
-    ("rosenbrock", 4, "float32", 1),
-] + [("least_squares", i, "float64", 4) for i in range(5)] + [
-    ("least_squares", 0, "float32", 2),
-    ("least_squares", 2, "float32", 2),
-    ("least_squares", 3, "float32", 1),
-    ("least_squares", 4, "float32", 2),
-]
+LBFGS_RUNS = (
+    [
+        ("rosenbrock", 0, "float64", 2),
+        ("rosenbrock", 1, "float64", 1),
+        ("rosenbrock", 2, "float64", 4),
+        ("rosenbrock", 3, "float64", 4),
+        ("rosenbrock", 4, "float64", 2),
+        ("rosenbrock", 2, "float32", 2),
+        ("rosenbrock", 3, "float32", 1),
+        ("rosenbrock", 4, "float32", 1),
+    ]
+    + [("least_squares", i, "float64", 4) for i in range(5)]
+    + [
+        ("least_squares", 0, "float32", 2),
+        ("least_squares", 2, "float32", 2),
+        ("least_squares", 3, "float32", 1),
+        ("least_squares", 4, "float32", 2),
+    ]
+)
 
 
 def lbfgs_run_id(problem: str, case: int, dtype: str, steps: int) -> str:
@@ -142,9 +153,19 @@ def matrix_gradient(step: int, g: int, i: int, shape, dtype) -> np.ndarray:
     return hashed_values(10**6 + 7919 * step + 1000 * g + i, n, dtype, scale=2.0).reshape(shape)
 
 
-def run_matrix_case(backend, name: str, kwargs: dict, dtype, shapes_by_group,
-                    steps: int = MATRIX_STEPS, none_grads=None, second_group=None,
-                    optimizer=None, params=None, first_step: int = 0):
+def run_matrix_case(
+    backend,
+    name: str,
+    kwargs: dict,
+    dtype,
+    shapes_by_group,
+    steps: int = MATRIX_STEPS,
+    none_grads=None,
+    second_group=None,
+    optimizer=None,
+    params=None,
+    first_step: int = 0,
+):
     """Runs `steps` steps of `name` on the given shapes; returns (optimizer, params).
 
     The second group gets `second_group` options (by default lr halved).
@@ -154,8 +175,11 @@ def run_matrix_case(backend, name: str, kwargs: dict, dtype, shapes_by_group,
         params = [
             [
                 backend.parameter(
-                    hashed_values(1000 * g + i + 1, int(np.prod(s, dtype=np.int64)), dtype)
-                    .reshape(s), False)
+                    hashed_values(1000 * g + i + 1, int(np.prod(s, dtype=np.int64)), dtype).reshape(
+                        s
+                    ),
+                    False,
+                )
                 for i, s in enumerate(shapes)
             ]
             for g, shapes in enumerate(shapes_by_group)
@@ -184,4 +208,19 @@ ADAFACTOR_CASES = [
     {"maximize": True, "d": 1.5},
     {"lr": 2e-3, "beta2_decay": -0.5, "eps": (1e-20, 1e-2), "weight_decay": 0.02},
     {"lr": np.array(0.01), "eps": (None, 0.0)},
+]
+
+
+MUON_CASES = [
+    {"lr": 0.02},
+    {"lr": 0.02, "nesterov": False, "weight_decay": 0.0},
+    {"lr": 0.01, "momentum": 0.9, "adjust_lr_fn": "match_rms_adamw", "weight_decay": 0.05},
+    {
+        "lr": 0.02,
+        "adjust_lr_fn": "original",
+        "ns_steps": 3,
+        "eps": 1e-3,
+        "ns_coefficients": (2.0, -1.5, 0.5),
+    },
+    {"lr": np.array(0.02), "momentum": 0.0, "nesterov": False},
 ]

@@ -11,6 +11,7 @@ from .adafactor import Adafactor
 from .adam import Adam
 from .adamw import AdamW
 from .lbfgs import LBFGS
+from .muon import Muon
 from .optimizer import Optimizer
 from .parameter import Parameter
 from .serialization import load, save
@@ -24,6 +25,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "LBFGS",
+    "Muon",
     "Optimizer",
     "Parameter",
     "RowSparseGrad",

@@ -135,7 +135,7 @@ class Adafactor(Optimizer):
             if p.grad is None:
                 continue
             if isinstance(p.grad, RowSparseGrad):
-                raise RuntimeError("Adafactor does not support sparse gradients")
+                raise RuntimeError("Adafactor does not support sparse gradients")  # noqa: TRY004
             grad = -p.grad if group["maximize"] else p.grad
             state = self._init_state(p)
             if eps1 is None:
