@@ -343,6 +343,20 @@ INVALID: list[tuple[str, dict, type, str]] = [
         TypeError,
         "Rprop.__init__() got an unexpected keyword argument 'fused'",
     ),
+    ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
+    ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
+    ("Adafactor", {"lr": -0.01}, ValueError, "Learning rate should be >= 0 but is: -0.01"),
+    ("Adafactor", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("Adafactor", {"beta2_decay": 0.5}, ValueError, "beta2_decay should be <= 0 but is: 0.5"),
+    ("Adafactor", {"eps": (-1e-30, 1e-3)}, ValueError, "epsilon1 should be >= 0 but is: -1e-30"),
+    ("Adafactor", {"eps": (None, -1e-3)}, ValueError, "epsilon2 should be >= 0 but is: -0.001"),
+    ("Adafactor", {"d": 0.5}, ValueError, "Clipping threshold d should be >= 1 but is: 0.5"),
+    ("Adafactor", {"weight_decay": -0.1}, ValueError, "weight_decay should be >= 0 but is: -0.1"),
+    ("Muon", {"lr": -0.02}, ValueError, "Learning rate should be >= 0 but is: -0.02"),
+    ("Muon", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("Muon", {"momentum": -0.9}, ValueError, "momentum should be >= 0 but is: -0.9"),
+    ("Muon", {"weight_decay": -0.1}, ValueError, "weight decay should be >= 0 but is: -0.1"),
+    ("Muon", {"adjust_lr_fn": "adam"}, ValueError, "Adjust learning rate function adam is not supported"),
 ]
 
 

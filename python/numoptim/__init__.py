@@ -8,11 +8,14 @@ The optimizers, their ``param_groups``, ``state`` and ``state_dict`` follow
 from . import _core
 from ._config import get_num_threads, set_num_threads, show_config
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam
 from .adamax import Adamax
 from .adamw import AdamW
 from .asgd import ASGD
+from .lbfgs import LBFGS
+from .muon import Muon
 from .nadam import NAdam
 from .optimizer import Optimizer
 from .parameter import Parameter
@@ -29,10 +32,13 @@ __version__ = _core.__version__
 __all__ = [
     "ASGD",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
+    "LBFGS",
+    "Muon",
     "NAdam",
     "Optimizer",
     "Parameter",
