@@ -14,6 +14,7 @@ from .parameter import Parameter
 from .serialization import load, save
 from .sgd import SGD
 from .sparse import RowSparseGrad
+from . import lr_scheduler, swa_utils
 
 __version__ = _core.__version__
 
