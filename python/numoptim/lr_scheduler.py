@@ -1033,9 +1033,13 @@ class CyclicLR(LRScheduler):
 
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            self.use_beta1, self.max_momentums, self.base_momentums = _init_momentum_cycling(
+            use_beta1, max_momentums, base_momentums = _init_momentum_cycling(
                 optimizer, max_momentum, base_momentum, last_epoch
             )
+            # Attribute order is torch's, so that state_dict keys come in torch's order.
+            self.use_beta1 = use_beta1
+            self.base_momentums = base_momentums
+            self.max_momentums = max_momentums
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
