@@ -26,6 +26,7 @@ from .serialization import load, save
 from .sgd import SGD
 from .sparse import RowSparseGrad
 from .sparse_adam import SparseAdam
+from . import lr_scheduler, swa_utils  # noqa: E402  (submodules)
 
 __version__ = _core.__version__
 
