@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from numoptim import SGD, Adam
 from numoptim.demo import train
 
@@ -24,12 +25,17 @@ def test_python_m_numoptim_info():
     assert "simd_level" in out.stdout and "num_threads" in out.stdout
 
 
-def test_python_m_numoptim_demo_runs():
+def test_python_m_numoptim_demo_runs_and_writes_curves(tmp_path):
+    pytest.importorskip("matplotlib")
     out = subprocess.run(
         [sys.executable, "-m", "numoptim", "demo", "--epochs", "3"],
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,
     )
+    for name in ("numoptim-demo-loss.png", "numoptim-demo-lr.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert name in out.stdout
     assert "accuracy" in out.stdout and "Adam" in out.stdout and "SGD" in out.stdout
     assert np.isfinite(float(out.stdout.split("final loss")[1].split()[0]))

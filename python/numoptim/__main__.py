@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="train a 2-layer NumPy MLP with SGD and Adam")
     demo.add_argument("--epochs", type=int, default=60)
+    demo.add_argument("--no-plots", action="store_true", help="do not write the PNG curves")
     commands.add_parser("info", help="print show_config(): version, SIMD level, threads")
     commands.add_parser(
         "plot-schedule", help="plot a learning-rate schedule: plot-schedule NAME --arg value ..."
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import main as demo_main
 
-        return demo_main(epochs=args.epochs)
+        return demo_main(epochs=args.epochs, plots=not args.no_plots)
     from ._config import show_config
 
     show_config()

@@ -1,17 +1,21 @@
 """The main job: train a small NumPy MLP with numoptim, as a torch user would.
 
 A 2-layer perceptron with a hand-written backward pass learns a generated two-spirals
-data set (no download). It trains once with SGD (Nesterov momentum) and once with
-Adam, printing the loss per epoch and the final accuracy.
+data set (no download). It trains once with SGD (Nesterov momentum) under a one-cycle
+schedule and once with Adam under cosine annealing, printing the loss per epoch and
+the final accuracy, and draws the loss and learning-rate curves to PNG files in the
+current directory when matplotlib is installed (``pip install numoptim[plot]``).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
 from .adam import Adam
+from .lr_scheduler import CosineAnnealingLR, OneCycleLR
 from .parameter import Parameter
 from .sgd import SGD
 
@@ -76,11 +80,24 @@ def train(
     hidden: int = 64,
     seed: int = 0,
     verbose: bool = True,
+    make_scheduler=None,
+    lrs=None,
 ):
-    """Trains a fresh MLP on two spirals; returns (final loss, accuracy, epoch losses)."""
+    """Trains a fresh MLP on two spirals; returns (final loss, accuracy, epoch losses).
+
+    Args:
+        make_optimizer: builds the optimizer from the model's parameters.
+        epochs, batch_size, hidden, seed: the run's size and randomness.
+        verbose: print the loss every 5 epochs.
+        make_scheduler: optional; builds a scheduler from (optimizer, steps in total),
+            stepped after every optimizer step.
+        lrs: optional list that receives the learning rate of every step.
+    """
     x, y = two_spirals(seed=seed)
     model = MLP(2, hidden, 2, seed=seed)
     optimizer = make_optimizer(model.parameters())
+    batches = -(-len(x) // batch_size)
+    scheduler = make_scheduler(optimizer, epochs * batches) if make_scheduler else None
     rng = np.random.default_rng(seed + 1)
     losses = []
     for epoch in range(1, epochs + 1):
@@ -92,6 +109,10 @@ def train(
             loss, dlogits = cross_entropy(model.forward(x[batch]), y[batch])
             model.backward(dlogits)
             optimizer.step()
+            if lrs is not None:
+                lrs.append(float(optimizer.param_groups[0]["lr"]))
+            if scheduler is not None:
+                scheduler.step()
             total += loss * len(batch)
         losses.append(total / len(x))
         if verbose and (epoch == 1 or epoch % 5 == 0):
@@ -100,19 +121,54 @@ def train(
     return losses[-1], accuracy, losses
 
 
-def main(epochs: int = 60) -> int:
+def _plot(curves: dict, ylabel: str, xlabel: str, path: str, log: bool = False) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, values in curves.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(epochs: int = 60, plots: bool = True) -> int:
     """Runs the demo; returns a process exit code."""
     runs = {
-        "SGD(lr=0.1, momentum=0.9, nesterov=True)": lambda p: SGD(
-            p, lr=0.1, momentum=0.9, nesterov=True
+        "SGD(lr=0.1, momentum=0.9, nesterov=True) + OneCycleLR(max_lr=0.3)": (
+            lambda p: SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+            lambda opt, steps: OneCycleLR(opt, max_lr=0.3, total_steps=steps),
         ),
-        "Adam(lr=0.01)": lambda p: Adam(p, lr=0.01),
+        "Adam(lr=0.03) + CosineAnnealingLR": (
+            lambda p: Adam(p, lr=0.03),
+            lambda opt, steps: CosineAnnealingLR(opt, T_max=steps, eta_min=1e-4),
+        ),
     }
-    for name, make in runs.items():
+    losses, lrs = {}, {}
+    for name, (make_optimizer, make_scheduler) in runs.items():
         print(f"two spirals, 2-64-2 MLP, {name}")
         start = time.perf_counter()
-        loss, accuracy, _ = train(make, epochs=epochs)
-        print(
-            f"  final loss {loss:.4f}  accuracy {accuracy:.1%}  ({time.perf_counter() - start:.2f} s)"
+        lrs[name] = []
+        loss, accuracy, losses[name] = train(
+            make_optimizer, epochs=epochs, make_scheduler=make_scheduler, lrs=lrs[name]
         )
+        print(f"  final loss {loss:.4f}  accuracy {accuracy:.1%}  ({time.perf_counter() - start:.2f} s)")
+    if plots:
+        try:
+            _plot(losses, "training loss", "epoch", "numoptim-demo-loss.png", log=True)
+            _plot(lrs, "learning rate", "step", "numoptim-demo-lr.png")
+        except ImportError:
+            print("plots skipped: matplotlib is not installed (pip install numoptim[plot])")
+        else:
+            here = os.getcwd()
+            print(f"wrote {os.path.join(here, 'numoptim-demo-loss.png')} and "
+                  f"{os.path.join(here, 'numoptim-demo-lr.png')}")
     return 0
