@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import numoptim
 from numoptim import SGD, Adam
 from numoptim.demo import train
 
@@ -25,6 +27,12 @@ def test_python_m_numoptim_info():
     assert "simd_level" in out.stdout and "num_threads" in out.stdout
 
 
+def _env_with_package():
+    """The environment, with this numoptim importable from any working directory."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(numoptim.__file__)))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+
 def test_python_m_numoptim_demo_runs_and_writes_curves(tmp_path):
     pytest.importorskip("matplotlib")
     out = subprocess.run(
@@ -33,6 +41,7 @@ def test_python_m_numoptim_demo_runs_and_writes_curves(tmp_path):
         text=True,
         check=True,
         cwd=tmp_path,
+        env=_env_with_package(),
     )
     for name in ("numoptim-demo-loss.png", "numoptim-demo-lr.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
