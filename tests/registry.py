@@ -186,7 +186,16 @@ LARGE: dict[str, list[int]] = {
 # Optimizers whose update is elementwise, so that every element can be compared and
 # results must be bit-identical across threads and SIMD levels.
 ELEMENTWISE = [
-    "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adagrad",
+    "RMSprop",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "ASGD",
     "Rprop",
 ]
 
@@ -356,7 +365,12 @@ INVALID: list[tuple[str, dict, type, str]] = [
     ("Muon", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
     ("Muon", {"momentum": -0.9}, ValueError, "momentum should be >= 0 but is: -0.9"),
     ("Muon", {"weight_decay": -0.1}, ValueError, "weight decay should be >= 0 but is: -0.1"),
-    ("Muon", {"adjust_lr_fn": "adam"}, ValueError, "Adjust learning rate function adam is not supported"),
+    (
+        "Muon",
+        {"adjust_lr_fn": "adam"},
+        ValueError,
+        "Adjust learning rate function adam is not supported",
+    ),
 ]
 
 

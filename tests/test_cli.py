@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
+import numoptim
 import numpy as np
 import pytest
-import numoptim
 from numoptim import SGD, Adam
 from numoptim.demo import train
 

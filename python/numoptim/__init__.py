@@ -5,7 +5,7 @@ The optimizers, their ``param_groups``, ``state`` and ``state_dict`` follow
 ``grad`` the optimizer reads and whose values it updates in place.
 """
 
-from . import _core
+from . import _core, lr_scheduler, swa_utils
 from ._config import get_num_threads, set_num_threads, show_config
 from .adadelta import Adadelta
 from .adafactor import Adafactor
@@ -26,19 +26,19 @@ from .serialization import load, save
 from .sgd import SGD
 from .sparse import RowSparseGrad
 from .sparse_adam import SparseAdam
-from . import lr_scheduler, swa_utils  # noqa: E402  (submodules)
 
 __version__ = _core.__version__
 
 __all__ = [
     "ASGD",
+    "LBFGS",
+    "SGD",
     "Adadelta",
     "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
-    "LBFGS",
     "Muon",
     "NAdam",
     "Optimizer",
@@ -47,11 +47,12 @@ __all__ = [
     "RMSprop",
     "RowSparseGrad",
     "Rprop",
-    "SGD",
     "SparseAdam",
     "get_num_threads",
     "load",
+    "lr_scheduler",
     "save",
     "set_num_threads",
     "show_config",
+    "swa_utils",
 ]

@@ -1,8 +1,8 @@
 """Command line of numoptim.
 
-    python -m numoptim demo            train a NumPy MLP with SGD and Adam
-    python -m numoptim info            print show_config()
-    python -m numoptim plot-schedule CosineAnnealingLR --T_max 100 --steps 110 -o lr.png
+python -m numoptim demo            train a NumPy MLP with SGD and Adam
+python -m numoptim info            print show_config()
+python -m numoptim plot-schedule CosineAnnealingLR --T_max 100 --steps 110 -o lr.png
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return plot_main(argv[1:])
     parser = argparse.ArgumentParser(
-        prog="python -m numoptim", description=__doc__,
+        prog="python -m numoptim",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -160,7 +160,9 @@ def main(epochs: int = 60, plots: bool = True) -> int:
         loss, accuracy, losses[name] = train(
             make_optimizer, epochs=epochs, make_scheduler=make_scheduler, lrs=lrs[name]
         )
-        print(f"  final loss {loss:.4f}  accuracy {accuracy:.1%}  ({time.perf_counter() - start:.2f} s)")
+        print(
+            f"  final loss {loss:.4f}  accuracy {accuracy:.1%}  ({time.perf_counter() - start:.2f} s)"
+        )
     if plots:
         try:
             _plot(losses, "training loss", "epoch", "numoptim-demo-loss.png", log=True)
@@ -169,6 +171,8 @@ def main(epochs: int = 60, plots: bool = True) -> int:
             print("plots skipped: matplotlib is not installed (pip install numoptim[plot])")
         else:
             here = os.getcwd()
-            print(f"wrote {os.path.join(here, 'numoptim-demo-loss.png')} and "
-                  f"{os.path.join(here, 'numoptim-demo-lr.png')}")
+            print(
+                f"wrote {os.path.join(here, 'numoptim-demo-loss.png')} and "
+                f"{os.path.join(here, 'numoptim-demo-lr.png')}"
+            )
     return 0
