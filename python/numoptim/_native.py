@@ -18,6 +18,19 @@ def check_lr(lr: Any) -> None:
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
+def check_adam_family(lr: Any, betas: Any, eps: Any, weight_decay: Any) -> None:
+    """The checks Adam, AdamW, Adamax, NAdam and RAdam share, in torch's order and words."""
+    check_lr(lr)
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= betas[0] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
 def check_flags(*, foreach=None, fused=None, capturable=False, differentiable=False) -> None:
     """Rejects the torch flags that have no meaning for NumPy arrays.
 

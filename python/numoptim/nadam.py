@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _core
-from ._native import NativeOptimizer, check_flags, check_lr, scalar
+from ._native import NativeOptimizer, check_adam_family, check_flags, scalar
 
 __all__ = ["NAdam"]
 
@@ -57,15 +57,7 @@ class NAdam(NativeOptimizer):
         capturable=False,
         differentiable=False,
     ) -> None:
-        check_lr(lr)
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_adam_family(lr, betas, eps, weight_decay)
         if not 0.0 <= momentum_decay:
             raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
         check_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
