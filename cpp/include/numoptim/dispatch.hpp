@@ -8,7 +8,14 @@
 // (avx512, avx2, baseline) can force a lower one for tests and bug reports.
 //
 // We use `target` rather than `target_clones` because ifunc resolution cannot be
-// overridden at run time. Results are bit-identical across levels: the build uses
+// overridden at run time.
+//
+// Each instantiation works on local copies of the rule and its scalars: the rule's
+// flags and constants then cannot alias the arrays the loop stores to, so the compiler
+// hoists them and unswitches the loop on the flags. Through the caller's reference it
+// reloads them every iteration and the loop stays scalar.
+//
+// Results are bit-identical across levels: the build uses
 // -ffp-contract=off, so no level fuses multiply-adds, and sqrt/div are exact IEEE.
 #pragma once
 
@@ -59,20 +66,26 @@ inline Isa active_isa() {
 template <class Rule, class Scalars, class T>
 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"), flatten)) void update_avx512(
     const Rule& rule, const Scalars& s, T* const* buffers, std::size_t n) {
-  rule.update(s, buffers, n);
+  const Rule local_rule = rule;
+  const Scalars local_scalars = s;
+  local_rule.update(local_scalars, buffers, n);
 }
 
 template <class Rule, class Scalars, class T>
 __attribute__((target("avx2,fma"), flatten)) void update_avx2(const Rule& rule, const Scalars& s,
                                                               T* const* buffers, std::size_t n) {
-  rule.update(s, buffers, n);
+  const Rule local_rule = rule;
+  const Scalars local_scalars = s;
+  local_rule.update(local_scalars, buffers, n);
 }
 #endif
 
 template <class Rule, class Scalars, class T>
 __attribute__((flatten)) void update_baseline(const Rule& rule, const Scalars& s,
                                               T* const* buffers, std::size_t n) {
-  rule.update(s, buffers, n);
+  const Rule local_rule = rule;
+  const Scalars local_scalars = s;
+  local_rule.update(local_scalars, buffers, n);
 }
 
 // Runs rule.update(s, buffers, n) compiled for the given instruction set.

@@ -65,9 +65,11 @@ void run_multi_tensor(const Rule& rule, const std::vector<Scalars>& scalars,
 }
 
 // NaN-propagating maximum, as torch.maximum (std::max drops a NaN in its second argument).
+// Both comparisons are always evaluated (`|`, not `||`): a short-circuit is a branch
+// that keeps the loop around it from being vectorized.
 template <class T>
 inline T maximum(T a, T b) {
-  return (a > b || a != a) ? a : b;
+  return ((a > b) | (a != a)) ? a : b;
 }
 
 // torch.lerp's formula for a scalar weight: exact at both ends.
