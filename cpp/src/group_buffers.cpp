@@ -1,6 +1,6 @@
 #include "group_buffers.hpp"
 
-#include <unordered_set>
+#include <algorithm>
 
 namespace numoptim::binding {
 
@@ -13,50 +13,88 @@ std::string shape_str(const py::array& a) {
 std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
 bool same_shape(const py::array& a, const py::array& b) {
-  if (a.ndim() != b.ndim()) return false;
-  for (py::ssize_t d = 0; d < a.ndim(); ++d)
-    if (a.shape(d) != b.shape(d)) return false;
+  const auto* x = py::detail::array_proxy(a.ptr());
+  const auto* y = py::detail::array_proxy(b.ptr());
+  if (x->nd != y->nd) return false;
+  for (int d = 0; d < x->nd; ++d)  // a loop: std::equal becomes a memcmp call
+    if (x->dimensions[d] != y->dimensions[d]) return false;
   return true;
 }
 
 // Equal dtypes, not the same dtype object: an unpickled array has its own instance.
+// The same object (NumPy's builtin descriptors are singletons) is the common case.
 bool same_dtype(const py::array& a, const py::array& b) {
-  return py::detail::npy_api::get().PyArray_EquivTypes_(a.dtype().ptr(), b.dtype().ptr());
+  PyObject* x = reinterpret_cast<PyObject*>(py::detail::array_proxy(a.ptr())->descr);
+  PyObject* y = reinterpret_cast<PyObject*>(py::detail::array_proxy(b.ptr())->descr);
+  return x == y || py::detail::npy_api::get().PyArray_EquivTypes_(x, y);
 }
 
 bool is_float_array(const py::array& a) { return has_dtype<float>(a) || has_dtype<double>(a); }
 
-void check_layout(const py::array& a, const std::string& what, bool writeable) {
+std::string state_name(const char* key, std::size_t index) {
+  return std::string("state['") + key + "'] of parameter " + std::to_string(index);
+}
+
+// How an error message names an array: "parameter 3", "the grad of parameter 3",
+// "state['exp_avg'] of parameter 3". Only built into a string when a check fails, so
+// that the checks of a group that is fine allocate nothing (the dense hot path).
+struct Name {
+  enum Kind { param, grad, state } kind;
+  std::size_t index;
+  const char* key = nullptr;  // the state entry, for Kind::state
+
+  std::string str() const {
+    if (kind == state) return state_name(key, index);
+    const std::string param_name = "parameter " + std::to_string(index);
+    return kind == grad ? "the grad of " + param_name : param_name;
+  }
+};
+
+std::string name_str(const Name& name) { return name.str(); }
+const std::string& name_str(const std::string& name) { return name; }
+
+template <class What>
+void check_layout(const py::array& a, const What& what, bool writeable) {
   if (!(a.flags() & py::array::c_style))
-    throw py::value_error(what + " is not C-contiguous: numoptim updates arrays in place and "
-                                 "needs contiguous memory (use np.ascontiguousarray)");
-  if (writeable && !a.writeable()) throw py::value_error(what + " is read-only");
+    throw py::value_error(name_str(what) + " is not C-contiguous: numoptim updates arrays in "
+                                           "place and needs contiguous memory (use "
+                                           "np.ascontiguousarray)");
+  if (writeable && !a.writeable()) throw py::value_error(name_str(what) + " is read-only");
 }
 
 // A state buffer must look exactly like its parameter.
-void check_buffer(py::handle obj, const std::string& what, const py::array& param) {
+template <class What>
+void check_buffer(py::handle obj, const What& what, const py::array& param) {
   if (!py::isinstance<py::array>(obj))
-    throw py::type_error(what + " must be a numpy.ndarray, got " + describe(obj));
+    throw py::type_error(name_str(what) + " must be a numpy.ndarray, got " + describe(obj));
   py::array a = py::reinterpret_borrow<py::array>(obj);
   if (!same_dtype(a, param))
-    throw py::type_error(what + " has dtype " + dtype_str(a) + " but the parameter has dtype " +
-                         dtype_str(param));
+    throw py::type_error(name_str(what) + " has dtype " + dtype_str(a) +
+                         " but the parameter has dtype " + dtype_str(param));
   if (!same_shape(a, param))
-    throw py::value_error(what + " has shape " + shape_str(a) + " but the parameter has shape " +
-                          shape_str(param));
+    throw py::value_error(name_str(what) + " has shape " + shape_str(a) +
+                          " but the parameter has shape " + shape_str(param));
   check_layout(a, what, true);
 }
 
-void check_scalar(py::handle obj, const std::string& what) {
+void check_scalar(py::handle obj, const Name& what) {
   if (!py::isinstance<py::array>(obj) ||
       !has_dtype<float>(py::reinterpret_borrow<py::array>(obj)) ||
       py::reinterpret_borrow<py::array>(obj).ndim() != 0)
-    throw py::type_error(what + " must be a 0-d float32 array, got " + describe(obj));
+    throw py::type_error(what.str() + " must be a 0-d float32 array, got " + describe(obj));
   check_layout(py::reinterpret_borrow<py::array>(obj), what, true);
 }
 
-std::string state_name(const char* key, std::size_t index) {
-  return std::string("state['") + key + "'] of parameter " + std::to_string(index);
+// The layout's keys as interned Python strings, so that the state lookups of every
+// tensor hash no new string.
+template <std::size_t N>
+std::array<py::object, N> intern_keys(const std::vector<StateLayout::Entry>& entries) {
+  std::array<py::object, N> keys;
+  for (std::size_t k = 0; k < entries.size(); ++k) {
+    keys[k] = py::reinterpret_steal<py::object>(PyUnicode_InternFromString(entries[k].key));
+    if (!keys[k]) throw py::error_already_set();
+  }
+  return keys;
 }
 
 }  // namespace
@@ -79,7 +117,10 @@ bool is_row_sparse(py::handle grad) {
 std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout,
                            std::vector<std::size_t>* sparse_grads) {
   static const py::str grad_attr("grad");
+  const auto buffer_keys = intern_keys<std::tuple_size_v<decltype(Entry::buffers)>>(layout.buffers);
+  const auto scalar_keys = intern_keys<std::tuple_size_v<decltype(Entry::scalars)>>(layout.scalars);
   std::vector<Entry> entries;
+  entries.reserve(py::len_hint(params));
   std::size_t index = 0;
   for (py::handle p : params) {
     const std::size_t i = index++;
@@ -92,26 +133,26 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
       sparse_grads->push_back(i);
       continue;
     }
-    const std::string name = "parameter " + std::to_string(i);
+    const Name name{Name::param, i};
     if (!py::isinstance<py::array>(p))
-      throw py::type_error("optimizer can only optimize Parameters, but " + name + " is " +
-                           describe(p));
+      throw py::type_error("optimizer can only optimize Parameters, but " + name.str() +
+                           " is " + describe(p));
     const auto param = py::reinterpret_borrow<py::array>(p);
     if (!is_float_array(param))
-      throw py::type_error("numoptim optimizes float32 and float64 arrays, but " + name +
+      throw py::type_error("numoptim optimizes float32 and float64 arrays, but " + name.str() +
                            " has dtype " + dtype_str(param));
     check_layout(param, name, true);
     if (!py::isinstance<py::array>(grad_obj))
-      throw py::type_error("the grad of " + name + " must be a numpy.ndarray, got " +
+      throw py::type_error("the grad of " + name.str() + " must be a numpy.ndarray, got " +
                            describe(grad_obj));
     const auto grad = py::reinterpret_borrow<py::array>(grad_obj);
     if (!same_dtype(grad, param))
-      throw py::type_error("the grad of " + name + " has dtype " + dtype_str(grad) +
+      throw py::type_error("the grad of " + name.str() + " has dtype " + dtype_str(grad) +
                            " but the parameter has dtype " + dtype_str(param));
     if (!same_shape(grad, param))
-      throw py::value_error("the grad of " + name + " has shape " + shape_str(grad) +
+      throw py::value_error("the grad of " + name.str() + " has shape " + shape_str(grad) +
                             " but the parameter has shape " + shape_str(param));
-    check_layout(grad, "the grad of " + name, false);
+    check_layout(grad, Name{Name::grad, i}, false);
 
     Entry e;
     e.index = i;
@@ -121,22 +162,23 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
     PyObject* st = PyDict_GetItem(state.ptr(), p.ptr());  // borrowed; no defaultdict insert
     if (st != nullptr) {
       if (!PyDict_Check(st))
-        throw py::type_error("optimizer.state of " + name + " must be a dict, got " +
+        throw py::type_error("optimizer.state of " + name.str() + " must be a dict, got " +
                              describe(st));
       e.state = py::reinterpret_borrow<py::object>(st);
-      auto lookup = [&](const char* key) -> py::object {
-        PyObject* value = PyDict_GetItemString(st, key);
+      auto lookup = [&](const py::object& key) -> py::object {
+        PyObject* value = PyDict_GetItem(st, key.ptr());
         if (value == nullptr) return py::object();
         e.fresh = false;
         return py::reinterpret_borrow<py::object>(value);
       };
       for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
-        e.buffers[k] = lookup(layout.buffers[k].key);
-        if (e.buffers[k]) check_buffer(e.buffers[k], state_name(layout.buffers[k].key, i), param);
+        e.buffers[k] = lookup(buffer_keys[k]);
+        if (e.buffers[k])
+          check_buffer(e.buffers[k], Name{Name::state, i, layout.buffers[k].key}, param);
       }
       for (std::size_t k = 0; k < layout.scalars.size(); ++k) {
-        e.scalars[k] = lookup(layout.scalars[k].key);
-        if (e.scalars[k]) check_scalar(e.scalars[k], state_name(layout.scalars[k].key, i));
+        e.scalars[k] = lookup(scalar_keys[k]);
+        if (e.scalars[k]) check_scalar(e.scalars[k], Name{Name::state, i, layout.scalars[k].key});
       }
     }
     entries.push_back(std::move(e));
@@ -171,10 +213,11 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
 }
 
 bool has_duplicates(const std::vector<Entry>& entries) {
-  std::unordered_set<const void*> seen;
-  for (const Entry& e : entries)
-    if (!seen.insert(data_of<char>(e.param)).second) return true;
-  return false;
+  std::vector<const void*> data;
+  data.reserve(entries.size());
+  for (const Entry& e : entries) data.push_back(data_of<char>(e.param));
+  std::sort(data.begin(), data.end());
+  return std::adjacent_find(data.begin(), data.end()) != data.end();
 }
 
 RowSparseEntry check_row_sparse(py::handle p, py::handle grad, std::size_t i) {

@@ -47,8 +47,16 @@ struct SparseGradientError : std::runtime_error {
 // Whether a grad is a numoptim.RowSparseGrad.
 bool is_row_sparse(py::handle grad);
 
+// Whether `a` holds native-endian T. NumPy's builtin descriptors are singletons, so the
+// common case is one pointer comparison; only another descriptor object of the same type
+// number (byte-swapped, or unpickled) is left to NumPy to judge.
 template <class T>
 bool has_dtype(const py::array& a) {
+  static PyObject* const native = py::dtype::of<T>().release().ptr();  // kept for good
+  static const int type_num = py::dtype::of<T>().num();
+  PyObject* descr = reinterpret_cast<PyObject*>(py::detail::array_proxy(a.ptr())->descr);
+  if (descr == native) return true;
+  if (py::detail::array_descriptor_proxy(descr)->type_num != type_num) return false;
   return py::isinstance<py::array_t<T>>(a);
 }
 
