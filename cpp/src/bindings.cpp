@@ -9,6 +9,7 @@
 
 #include <atomic>
 
+#include "bench_bindings.hpp"
 #include "group_buffers.hpp"
 #include "numoptim/adadelta.hpp"
 #include "numoptim/adagrad.hpp"
@@ -307,4 +308,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("openmp_version", [] { return static_cast<int>(_OPENMP); });
   m.def("compiler", &compiler);
   m.attr("__version__") = NUMOPTIM_VERSION;
+  numoptim::binding::register_bench(m);
 }

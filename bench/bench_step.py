@@ -1,0 +1,541 @@
+"""Times one optimizer step: numoptim against the roofline, NumPy in place and torch.
+
+Usage::
+
+    PYTHONPATH=python python bench/bench_step.py [--quick] [--threads 1 2]
+        [--optimizers Adam SGD-momentum ...] [--scenarios a b c d]
+
+Every method runs in the same process, interleaved round by round (so that a burst of
+load on a shared machine hits all of them alike), and the median of the rounds is
+reported. The methods:
+
+  roofline     numoptim._core.bench_stream: a native loop that reads and writes as many
+               float32 arrays as the optimizer, in place, through the same driver, threads
+               and SIMD level (numoptim/stream.hpp). No elementwise step can beat it.
+  numoptim     optimizer.step() (gradients set once; only the step is timed).
+  numpy        the same update written with NumPy ufuncs and out= (what a NumPy user
+               would write), single-threaded as NumPy is.
+  torch        torch.optim's default path on CPU (the for-loop implementation).
+  torch-fused  torch.optim with fused=True (SGD, Adam, AdamW, Adagrad).
+
+Scenarios (see DESIGN.md, "Speed"):
+
+  a  one tensor of 2^24 elements, for every optimizer in OPTIMIZERS that numoptim has
+  b  ResNet-50's 161 parameter shapes (25,557,032 elements), Adam
+  c  500 tensors of 256 elements, Adam: per-tensor overhead
+  d  one tensor of 10 elements, Adam: the fixed cost of a step
+
+Bytes per element count each float32 array read or written once: Adam reads p, g, m, v
+and writes p, m, v (28 B). GB/s is that byte count over the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+try:
+    import numoptim
+except ImportError:  # run from a checkout without PYTHONPATH=python
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    import numoptim
+from numoptim import _core
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+# --------------------------------------------------------------------------- NumPy
+# Each reference updates p and its state in place from g, as torch's single-tensor
+# step does, with preallocated scratch arrays `tmp` (two arrays shaped like p).
+
+
+def numpy_sgd(p, g, state, t, tmp, lr, momentum=0.0, **_):
+    if momentum:
+        b = state["momentum_buffer"]
+        if t == 1:
+            np.copyto(b, g)
+        else:
+            np.multiply(b, momentum, out=b)
+            np.add(b, g, out=b)
+        g = b
+    np.multiply(g, lr, out=tmp[0])
+    np.subtract(p, tmp[0], out=p)
+
+
+def numpy_adam(
+    p,
+    g,
+    state,
+    t,
+    tmp,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    decoupled=False,
+    **_,
+):
+    beta1, beta2 = betas
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    a, b = tmp
+    if weight_decay and decoupled:
+        np.multiply(p, 1 - lr * weight_decay, out=p)
+    elif weight_decay:
+        np.multiply(p, weight_decay, out=a)
+        g = np.add(g, a, out=a)
+    np.subtract(g, m, out=b)  # m <- lerp(m, g, 1 - beta1)
+    np.multiply(b, 1 - beta1, out=b)
+    np.add(m, b, out=m)
+    np.multiply(v, beta2, out=v)
+    np.multiply(g, g, out=b)
+    np.multiply(b, 1 - beta2, out=b)
+    np.add(v, b, out=v)
+    if amsgrad:
+        v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+    np.sqrt(v, out=b)
+    np.divide(b, math.sqrt(1 - beta2**t), out=b)
+    np.add(b, eps, out=b)
+    np.divide(m, b, out=b)
+    np.multiply(b, lr / (1 - beta1**t), out=b)
+    np.subtract(p, b, out=p)
+
+
+def numpy_adamw(p, g, state, t, tmp, weight_decay=1e-2, **kwargs):
+    numpy_adam(p, g, state, t, tmp, weight_decay=weight_decay, decoupled=True, **kwargs)
+
+
+def numpy_adagrad(p, g, state, t, tmp, lr=1e-2, eps=1e-10, **_):
+    s = state["sum"]
+    a = tmp[0]
+    np.multiply(g, g, out=a)
+    np.add(s, a, out=s)
+    np.sqrt(s, out=a)
+    np.add(a, eps, out=a)
+    np.divide(g, a, out=a)
+    np.multiply(a, lr, out=a)
+    np.subtract(p, a, out=p)
+
+
+def numpy_rmsprop(p, g, state, t, tmp, lr=1e-2, alpha=0.99, eps=1e-8, **_):
+    sq = state["square_avg"]
+    a = tmp[0]
+    np.multiply(sq, alpha, out=sq)
+    np.multiply(g, g, out=a)
+    np.multiply(a, 1 - alpha, out=a)
+    np.add(sq, a, out=sq)
+    np.sqrt(sq, out=a)
+    np.add(a, eps, out=a)
+    np.divide(g, a, out=a)
+    np.multiply(a, lr, out=a)
+    np.subtract(p, a, out=p)
+
+
+def numpy_adadelta(p, g, state, t, tmp, lr=1.0, rho=0.9, eps=1e-6, **_):
+    sq, acc = state["square_avg"], state["acc_delta"]
+    a, b = tmp
+    np.multiply(sq, rho, out=sq)
+    np.multiply(g, g, out=a)
+    np.multiply(a, 1 - rho, out=a)
+    np.add(sq, a, out=sq)
+    np.add(sq, eps, out=a)
+    np.sqrt(a, out=a)  # std
+    np.add(acc, eps, out=b)
+    np.sqrt(b, out=b)
+    np.divide(b, a, out=b)
+    np.multiply(b, g, out=b)  # delta
+    np.multiply(acc, rho, out=acc)
+    np.multiply(b, b, out=a)
+    np.multiply(a, 1 - rho, out=a)
+    np.add(acc, a, out=acc)
+    np.multiply(b, lr, out=b)
+    np.subtract(p, b, out=p)
+
+
+def numpy_adamax(p, g, state, t, tmp, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, **_):
+    beta1, beta2 = betas
+    m, u = state["exp_avg"], state["exp_inf"]
+    a = tmp[0]
+    np.subtract(g, m, out=a)
+    np.multiply(a, 1 - beta1, out=a)
+    np.add(m, a, out=m)
+    np.multiply(u, beta2, out=u)
+    np.abs(g, out=a)
+    np.add(a, eps, out=a)
+    np.maximum(u, a, out=u)
+    np.divide(m, u, out=a)
+    np.multiply(a, lr / (1 - beta1**t), out=a)
+    np.subtract(p, a, out=p)
+
+
+# ------------------------------------------------------------------- the optimizers
+
+
+@dataclass
+class Case:
+    """One optimizer configuration.
+
+    Attributes:
+        label: the row's name and what --optimizers selects.
+        name: the class name in numoptim and torch.optim.
+        kwargs: constructor arguments (params excluded), the same for both.
+        reads: float arrays read per element (param, grad, state).
+        writes: float arrays written per element (param and state, in place).
+        state: the state buffers a NumPy reference needs, by torch's names.
+        numpy: the NumPy reference, or None.
+        fused: whether torch has fused=True for it on CPU.
+    """
+
+    label: str
+    name: str
+    kwargs: dict
+    reads: int
+    writes: int
+    state: tuple = ()
+    numpy: Optional[Callable] = None  # noqa: UP045 (dataclass field on Python 3.9)
+    fused: bool = False
+
+    @property
+    def bytes_per_element(self) -> int:
+        return 4 * (self.reads + self.writes)
+
+
+# Adding an optimizer is one line; it is benchmarked as soon as numoptim has the class.
+# fmt: off
+OPTIMIZERS = [
+    #    label           name        kwargs                               reads writes state (NumPy)                             NumPy reference  torch fused
+    Case("SGD",          "SGD",      {"lr": 1e-2},                        2, 1, (),                                                 numpy_sgd,      True),
+    Case("SGD-momentum", "SGD",      {"lr": 1e-2, "momentum": 0.9},       3, 2, ("momentum_buffer",),                               numpy_sgd,      True),
+    Case("Adam",         "Adam",     {"lr": 1e-3},                        4, 3, ("exp_avg", "exp_avg_sq"),                          numpy_adam,     True),
+    Case("AdamW",        "AdamW",    {"lr": 1e-3},                        4, 3, ("exp_avg", "exp_avg_sq"),                          numpy_adamw,    True),
+    Case("Adam-amsgrad", "Adam",     {"lr": 1e-3, "amsgrad": True},       5, 4, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),        numpy_adam,     True),
+    Case("Adagrad",      "Adagrad",  {"lr": 1e-2},                        3, 2, ("sum",),                                           numpy_adagrad,  True),
+    Case("RMSprop",      "RMSprop",  {"lr": 1e-2},                        3, 2, ("square_avg",),                                    numpy_rmsprop),
+    Case("Adadelta",     "Adadelta", {"lr": 1.0},                         4, 3, ("square_avg", "acc_delta"),                        numpy_adadelta),
+    Case("Adamax",       "Adamax",   {"lr": 2e-3},                        4, 3, ("exp_avg", "exp_inf"),                             numpy_adamax),
+    Case("NAdam",        "NAdam",    {"lr": 2e-3},                        4, 3),  # p, g, exp_avg, exp_avg_sq
+    Case("RAdam",        "RAdam",    {"lr": 1e-3},                        4, 3),  # p, g, exp_avg, exp_avg_sq
+    Case("ASGD",         "ASGD",     {"lr": 1e-2},                        3, 2),  # p, g, ax
+    Case("Rprop",        "Rprop",    {"lr": 1e-2},                        4, 3),  # p, g, prev, step_size
+]
+# fmt: on
+# Scenario (a) by default; the others are always Adam.
+DEFAULT_LARGE = ["SGD-momentum", "Adam", "AdamW"]
+
+# torchvision.models.resnet50().parameters(), in order: 161 shapes, 25,557,032 elements.
+RESNET50_SHAPES = [
+    (64,3,7,7), (64,), (64,), (64,64,1,1), (64,), (64,), (64,64,3,3), (64,), (64,),
+    (256,64,1,1), (256,), (256,), (256,64,1,1), (256,), (256,), (64,256,1,1), (64,), (64,),
+    (64,64,3,3), (64,), (64,), (256,64,1,1), (256,), (256,), (64,256,1,1), (64,), (64,),
+    (64,64,3,3), (64,), (64,), (256,64,1,1), (256,), (256,), (128,256,1,1), (128,), (128,),
+    (128,128,3,3), (128,), (128,), (512,128,1,1), (512,), (512,), (512,256,1,1), (512,),
+    (512,), (128,512,1,1), (128,), (128,), (128,128,3,3), (128,), (128,), (512,128,1,1),
+    (512,), (512,), (128,512,1,1), (128,), (128,), (128,128,3,3), (128,), (128,),
+    (512,128,1,1), (512,), (512,), (128,512,1,1), (128,), (128,), (128,128,3,3), (128,),
+    (128,), (512,128,1,1), (512,), (512,), (256,512,1,1), (256,), (256,), (256,256,3,3),
+    (256,), (256,), (1024,256,1,1), (1024,), (1024,), (1024,512,1,1), (1024,), (1024,),
+    (256,1024,1,1), (256,), (256,), (256,256,3,3), (256,), (256,), (1024,256,1,1), (1024,),
+    (1024,), (256,1024,1,1), (256,), (256,), (256,256,3,3), (256,), (256,), (1024,256,1,1),
+    (1024,), (1024,), (256,1024,1,1), (256,), (256,), (256,256,3,3), (256,), (256,),
+    (1024,256,1,1), (1024,), (1024,), (256,1024,1,1), (256,), (256,), (256,256,3,3),
+    (256,), (256,), (1024,256,1,1), (1024,), (1024,), (256,1024,1,1), (256,), (256,),
+    (256,256,3,3), (256,), (256,), (1024,256,1,1), (1024,), (1024,), (512,1024,1,1),
+    (512,), (512,), (512,512,3,3), (512,), (512,), (2048,512,1,1), (2048,), (2048,),
+    (2048,1024,1,1), (2048,), (2048,), (512,2048,1,1), (512,), (512,), (512,512,3,3),
+    (512,), (512,), (2048,512,1,1), (2048,), (2048,), (512,2048,1,1), (512,), (512,),
+    (512,512,3,3), (512,), (512,), (2048,512,1,1), (2048,), (2048,), (1000,2048), (1000,),
+]  # fmt: skip
+
+# ----------------------------------------------------------------------- the methods
+
+
+def make_data(shapes, seed=0):
+    """Parameters and gradients (float32), the same values for every method."""
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+    grads = [rng.standard_normal(s, dtype=np.float32) * np.float32(0.01) for s in shapes]
+    return params, grads
+
+
+def roofline_step(case, total):
+    """bench_stream over one flat tensor of `total` elements: the optimizer's bytes."""
+    if not hasattr(_core, "bench_stream"):
+        return None
+    assert case.reads == case.writes + 1, "bench_stream reads one array it does not write"
+    arrays = [np.zeros(total, dtype=np.float32) for _ in range(case.reads)]
+    return lambda: _core.bench_stream(arrays)
+
+
+def numoptim_step(case, params, grads):
+    ps = []
+    for p, g in zip(params, grads):
+        q = numoptim.Parameter(p.copy())
+        q.grad = g.copy()
+        ps.append(q)
+    opt = getattr(numoptim, case.name)(ps, **case.kwargs)
+    return opt.step
+
+
+def numpy_step(case, params, grads):
+    if case.numpy is None:
+        return None
+    ps = [p.copy() for p in params]
+    gs = [g.copy() for g in grads]
+    states = [{k: np.zeros_like(p) for k in case.state} for p in ps]
+    tmps = [(np.empty_like(p), np.empty_like(p)) for p in ps]
+    t = [0]
+
+    def step():
+        t[0] += 1
+        for p, g, s, tmp in zip(ps, gs, states, tmps):
+            case.numpy(p, g, s, t[0], tmp, **case.kwargs)
+
+    return step
+
+
+def torch_step(case, params, grads, fused):
+    if torch is None or (fused and not case.fused):
+        return None
+    ps = []
+    for p, g in zip(params, grads):
+        q = torch.nn.Parameter(torch.from_numpy(p.copy()))
+        q.grad = torch.from_numpy(g.copy())
+        ps.append(q)
+    try:
+        opt = getattr(torch.optim, case.name)(
+            ps, **case.kwargs, **({"fused": True} if fused else {})
+        )
+        opt.step()  # fails here if this torch has no such fused kernel on CPU
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return opt.step
+
+
+METHODS = ["roofline", "numoptim", "numpy", "torch", "torch-fused"]
+
+
+def build(case, shapes):
+    params, grads = make_data(shapes)
+    total = sum(p.size for p in params)
+    return {
+        "roofline": roofline_step(case, total),
+        "numoptim": numoptim_step(case, params, grads),
+        "numpy": numpy_step(case, params, grads),
+        "torch": torch_step(case, params, grads, fused=False),
+        "torch-fused": torch_step(case, params, grads, fused=True),
+    }
+
+
+def measure(steps, repeats, warmup, min_sample=2e-3):
+    """Median seconds per call of each step, interleaved round by round.
+
+    Fast steps are called `inner` times per sample so that a sample lasts about
+    `min_sample` seconds and the clock's resolution does not matter.
+    """
+    steps = {k: f for k, f in steps.items() if f is not None}
+    inner = {}
+    for name, f in steps.items():
+        start = time.perf_counter()
+        for _ in range(warmup):
+            f()
+        per_call = (time.perf_counter() - start) / max(warmup, 1)
+        inner[name] = max(1, int(min_sample / max(per_call, 1e-9)))
+    samples = {k: [] for k in steps}
+    for _ in range(repeats):
+        for name, f in steps.items():
+            n = inner[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                f()
+            samples[name].append((time.perf_counter() - start) / n)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+# ------------------------------------------------------------------------ reporting
+
+
+@dataclass
+class Result:
+    scenario: str
+    label: str
+    threads: int
+    elements: int
+    bytes_per_element: int
+    seconds: dict = field(default_factory=dict)
+
+    def ratio(self, method):
+        """numoptim's time over `method`'s (below 1: numoptim is faster)."""
+        if "numoptim" not in self.seconds or method not in self.seconds:
+            return None
+        return self.seconds["numoptim"] / self.seconds[method]
+
+
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def print_result(r: Result):
+    print(
+        f"  {r.label} | {r.elements:,} elements | {r.bytes_per_element} B/elem | "
+        f"{r.threads} thread{'s' if r.threads > 1 else ''}"
+    )
+    print(f"    {'method':<12} {'ns/elem':>9} {'GB/s':>7} {'us/step':>10} {'numoptim/this':>14}")
+    for m in METHODS:
+        s = r.seconds.get(m)
+        if s is None:
+            continue
+        ns = s / r.elements * 1e9
+        gbs = r.bytes_per_element * r.elements / s / 1e9
+        print(f"    {m:<12} {ns:>9.3f} {gbs:>7.1f} {s * 1e6:>10.1f} {fmt(r.ratio(m), '>14.2f')}")
+
+
+def check_targets(results):
+    """(description, value text, passed) for each target (2 threads, float32)."""
+    rows = []
+    for r in results:
+        if r.threads != 2:
+            continue
+        roof, fused = r.ratio("roofline"), r.ratio("torch-fused")
+        if r.scenario == "a" and r.label in ("SGD-momentum", "Adam", "AdamW"):
+            ok = roof is not None and roof <= 1.10 and (fused is None or fused <= 1.0)
+            rows.append(
+                (
+                    f"(a) {r.label} 2^24: numoptim/roofline <= 1.10, /torch-fused <= 1",
+                    f"{fmt(roof, '.2f')}, {fmt(fused, '.2f')}",
+                    ok,
+                )
+            )
+        elif r.scenario == "b":
+            rows.append(
+                (
+                    "(b) ResNet-50 Adam: numoptim/roofline <= 1.15",
+                    fmt(roof, ".2f"),
+                    roof is not None and roof <= 1.15,
+                )
+            )
+        elif r.scenario == "c":
+            speedup = None if fused is None else 1 / fused
+            ms = r.seconds["numoptim"] * 1e3
+            torch_ms = r.seconds.get("torch-fused")
+            torch_ms = None if torch_ms is None else torch_ms * 1e3
+            text = f"{fmt(speedup, '.1f')}x ({ms:.3f} ms vs {fmt(torch_ms, '.3f')} ms)"
+            rows.append(
+                (
+                    "(c) 500x256 Adam: torch-fused/numoptim >= 10",
+                    text,
+                    speedup is not None and speedup >= 10,
+                )
+            )
+        elif r.scenario == "d":
+            us = r.seconds["numoptim"] * 1e6
+            rows.append(("(d) 10-element Adam step < 5 us", f"{us:.2f} us", us < 5))
+    return rows
+
+
+SCENARIOS = {
+    "a": "one tensor of 2^24 elements",
+    "b": "ResNet-50 parameter shapes (161 tensors)",
+    "c": "500 tensors of 256 elements",
+    "d": "one tensor of 10 elements",
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--optimizers",
+        nargs="+",
+        default=None,
+        help="labels for scenario (a) (default: SGD-momentum Adam AdamW and "
+        "every other optimizer numoptim has beyond SGD/Adam)",
+    )
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    args = parser.parse_args(argv)
+
+    by_label = {c.label: c for c in OPTIMIZERS}
+    if args.optimizers:
+        unknown = [x for x in args.optimizers if x not in by_label]
+        if unknown:
+            parser.error(f"unknown optimizers {unknown}; known: {list(by_label)}")
+        large = [by_label[x] for x in args.optimizers]
+    else:
+        large = [
+            c
+            for c in OPTIMIZERS
+            if c.label in DEFAULT_LARGE or c.name not in ("SGD", "Adam", "AdamW")
+        ]
+    missing = [c.label for c in large if not hasattr(numoptim, c.name)]
+    large = [c for c in large if hasattr(numoptim, c.name)]
+    repeats, warmup = (5, 2) if args.quick else (15, 3)
+
+    print(
+        f"numoptim {numoptim.__version__} simd={_core.simd_level()} "
+        f"(cpu {_core.cpu_simd_level()}) | numpy {np.__version__} | "
+        f"torch {torch.__version__ if torch else 'not installed'} | "
+        f"python {platform.python_version()} | {os.cpu_count()} cpus | "
+        f"{'quick: ' if args.quick else ''}median of {repeats} rounds"
+    )
+    if not hasattr(_core, "bench_stream"):
+        print("note: numoptim._core has no bench_stream (see bench/README.md): no roofline")
+    if missing:
+        print(f"not in this numoptim yet: {', '.join(missing)}")
+
+    adam = by_label["Adam"]
+    plans = []  # (scenario, case, shapes)
+    if "a" in args.scenarios:
+        plans += [("a", c, [(1 << 24,)]) for c in large]
+    if "b" in args.scenarios:
+        plans.append(("b", adam, RESNET50_SHAPES))
+    if "c" in args.scenarios:
+        plans.append(("c", adam, [(256,)] * 500))
+    if "d" in args.scenarios:
+        plans.append(("d", adam, [(10,)]))
+
+    results = []
+    for threads in args.threads:
+        numoptim.set_num_threads(threads)
+        if torch is not None:
+            torch.set_num_threads(threads)
+        current = None
+        for scenario, case, shapes in plans:
+            if scenario != current:
+                print(f"\n({scenario}) {SCENARIOS[scenario]}, float32, {threads} thread(s)")
+                current = scenario
+            steps = build(case, shapes)
+            seconds = measure(steps, repeats, warmup)
+            del steps
+            r = Result(
+                scenario,
+                case.label,
+                threads,
+                sum(math.prod(s) for s in shapes),
+                case.bytes_per_element,
+                seconds,
+            )
+            print_result(r)
+            results.append(r)
+            sys.stdout.flush()
+
+    rows = check_targets(results)
+    if rows:
+        print("\ntargets (2 threads, float32)")
+        width = max(len(d) for d, _, _ in rows)
+        for description, value, ok in rows:
+            print(f"  {description:<{width}}  {value:<32} {'PASS' if ok else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()
