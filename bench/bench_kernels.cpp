@@ -1,0 +1,101 @@
+// Throughput of each update rule through numoptim::run_multi_tensor, over tensor sizes
+// and thread counts, next to the Stream rule (the roofline: the same bytes, no math).
+//
+// One tensor of n float32 elements per benchmark; bytes_per_second counts each array
+// the rule reads or writes once per element (Adam: p, g, m, v read, p, m, v written =
+// 28 B). The kernels run at the SIMD level the CPU supports, lowered by
+// NUMOPTIM_DISPATCH=avx2|baseline, as in the Python module.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "numoptim/adam.hpp"
+#include "numoptim/dispatch.hpp"
+#include "numoptim/multi_tensor.hpp"
+#include "numoptim/sgd.hpp"
+#include "numoptim/stream.hpp"
+
+namespace {
+
+using numoptim::Adam;
+using numoptim::SGD;
+using numoptim::Stream;
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+using Array = std::unique_ptr<float[], FreeDeleter>;
+
+// `arrays` buffers of n floats (the rule's first buffers: param, grad, state...), of
+// which `written` are written per element. Gradients are small and state starts at
+// zero, so the values stay finite and normal however long the benchmark runs.
+template <class Rule>
+void run_rule(benchmark::State& state, Rule rule, int arrays, int written) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const int threads = static_cast<int>(state.range(1));
+  constexpr std::size_t N = Rule::num_buffers;
+  std::vector<Array> data;
+  numoptim::TensorList<float, N> tensors;
+  std::array<float*, N> buffers{};
+  for (int b = 0; b < arrays; ++b) {
+    data.emplace_back(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64)));
+    buffers[b] = data.back().get();
+  }
+  tensors.buffers.push_back(buffers);
+  tensors.sizes.push_back(n);
+  float step = 0;
+  float* scalar_state[1] = {&step};
+  std::vector<typename Rule::Scalars> scalars{rule.prepare(scalar_state, true)};
+  const numoptim::Isa isa = numoptim::active_isa();
+  // First touch by the threads, in the static split that the driver's chunks follow.
+  for (int b = 0; b < arrays; ++b) {
+    float* a = buffers[b];
+    const float value = b == 0 ? 1.0f : b == 1 ? 1e-3f : 0.0f;  // param, grad, state
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (std::size_t i = 0; i < n; ++i) a[i] = value;
+  }
+
+  for (auto _ : state) {
+    scalars[0] = rule.prepare(scalar_state, false);
+    numoptim::run_multi_tensor(rule, scalars, tensors, threads, isa);
+    benchmark::ClobberMemory();
+  }
+  const auto elements = static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n);
+  state.SetItemsProcessed(elements);
+  state.SetBytesProcessed(elements * 4 * (arrays + written));
+}
+
+template <class Rule>
+void add(const char* name, Rule rule, int arrays, int written) {
+  const int max_threads = omp_get_max_threads();
+  benchmark::RegisterBenchmark(name, [=](benchmark::State& s) { run_rule(s, rule, arrays, written); })
+      ->ArgNames({"n", "threads"})
+      ->ArgsProduct({benchmark::CreateRange(1 << 10, 1 << 26, 4),
+                     benchmark::CreateDenseRange(1, max_threads, 1)})
+      ->UseRealTime();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // One line per rule: name, rule (float32), arrays it touches, arrays it writes.
+  add("Stream/12B", Stream<float>{1}, 2, 1);
+  add("SGD", SGD<float>{1e-2, 0.0, 0.0, 0.0, false, false}, 2, 1);
+  add("Stream/20B", Stream<float>{2}, 3, 2);
+  add("SGD-momentum", SGD<float>{1e-2, 0.9, 0.0, 0.0, false, false}, 3, 2);
+  add("Stream/28B", Stream<float>{3}, 4, 3);
+  add("Adam", Adam<float>{1e-3, 0.9, 0.999, 1e-8, 0.0, false, false, false}, 4, 3);
+  add("AdamW", Adam<float>{1e-3, 0.9, 0.999, 1e-8, 1e-2, false, false, true}, 4, 3);
+
+  benchmark::AddCustomContext("numoptim_simd", numoptim::isa_name(numoptim::active_isa()));
+  benchmark::AddCustomContext("numoptim_cpu_simd", numoptim::isa_name(numoptim::cpu_isa()));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
