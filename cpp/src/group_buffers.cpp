@@ -1,6 +1,8 @@
 #include "group_buffers.hpp"
 
 #include <algorithm>
+#include <map>
+#include <string_view>
 
 namespace numoptim::binding {
 
@@ -85,15 +87,23 @@ void check_scalar(py::handle obj, const Name& what) {
   check_layout(py::reinterpret_borrow<py::array>(obj), what, true);
 }
 
-// The layout's keys as interned Python strings, so that the state lookups of every
-// tensor hash no new string.
+// The layout's keys as Python strings, made once per distinct key for the life of the
+// module (a handful of names), so that a step neither builds nor hashes a new string.
+// The GIL serializes access to the cache.
+PyObject* key_object(const char* key) {
+  static auto* cache = new std::map<std::string, PyObject*, std::less<>>();  // never freed
+  const auto it = cache->find(std::string_view(key));
+  if (it != cache->end()) return it->second;
+  PyObject* str = PyUnicode_InternFromString(key);
+  if (str == nullptr) throw py::error_already_set();
+  cache->emplace(key, str);
+  return str;
+}
+
 template <std::size_t N>
-std::array<py::object, N> intern_keys(const std::vector<StateLayout::Entry>& entries) {
-  std::array<py::object, N> keys;
-  for (std::size_t k = 0; k < entries.size(); ++k) {
-    keys[k] = py::reinterpret_steal<py::object>(PyUnicode_InternFromString(entries[k].key));
-    if (!keys[k]) throw py::error_already_set();
-  }
+std::array<PyObject*, N> key_objects(const std::vector<StateLayout::Entry>& entries) {
+  std::array<PyObject*, N> keys{};
+  for (std::size_t k = 0; k < entries.size(); ++k) keys[k] = key_object(entries[k].key);
   return keys;
 }
 
@@ -117,8 +127,8 @@ bool is_row_sparse(py::handle grad) {
 std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout,
                            std::vector<std::size_t>* sparse_grads) {
   static const py::str grad_attr("grad");
-  const auto buffer_keys = intern_keys<std::tuple_size_v<decltype(Entry::buffers)>>(layout.buffers);
-  const auto scalar_keys = intern_keys<std::tuple_size_v<decltype(Entry::scalars)>>(layout.scalars);
+  const auto buffer_keys = key_objects<std::tuple_size_v<decltype(Entry::buffers)>>(layout.buffers);
+  const auto scalar_keys = key_objects<std::tuple_size_v<decltype(Entry::scalars)>>(layout.scalars);
   std::vector<Entry> entries;
   entries.reserve(py::len_hint(params));
   std::size_t index = 0;
@@ -165,8 +175,8 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
         throw py::type_error("optimizer.state of " + name.str() + " must be a dict, got " +
                              describe(st));
       e.state = py::reinterpret_borrow<py::object>(st);
-      auto lookup = [&](const py::object& key) -> py::object {
-        PyObject* value = PyDict_GetItem(st, key.ptr());
+      auto lookup = [&](PyObject* key) -> py::object {
+        PyObject* value = PyDict_GetItem(st, key);
         if (value == nullptr) return py::object();
         e.fresh = false;
         return py::reinterpret_borrow<py::object>(value);
