@@ -52,9 +52,9 @@ def check_flags(*, foreach=None, fused=None, capturable=False, differentiable=Fa
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
 
-def scalar(value: Any) -> float:
-    """A hyperparameter as a Python float (a 0-d or 1-element array lr included)."""
-    return float(value)
+# A hyperparameter as a Python float (a 0-d or 1-element array lr included). `float`
+# itself rather than a function that calls it: it runs several times per step.
+scalar = float
 
 
 class NativeOptimizer(Optimizer):

@@ -84,15 +84,17 @@ class Adam(NativeOptimizer):
 
     def _step_group(self, group) -> None:
         beta1, beta2 = group["betas"]
+        # Positional: pybind11 matches keyword arguments by building a str per name per
+        # call, about 1 us of a 3.5 us step on a small tensor.
         _core.adam_step(
             group["params"],
             self.state,
-            lr=scalar(group["lr"]),
-            beta1=scalar(beta1),
-            beta2=scalar(beta2),
-            eps=scalar(group["eps"]),
-            weight_decay=scalar(group["weight_decay"]),
-            amsgrad=bool(group["amsgrad"]),
-            maximize=bool(group["maximize"]),
-            decoupled=bool(group["decoupled_weight_decay"]),
+            scalar(group["lr"]),
+            scalar(beta1),
+            scalar(beta2),
+            scalar(group["eps"]),
+            scalar(group["weight_decay"]),
+            bool(group["amsgrad"]),
+            bool(group["maximize"]),
+            bool(group["decoupled_weight_decay"]),
         )
