@@ -89,10 +89,14 @@ inline T maximum(T a, T b) {
   return ((a > b) | (a != a)) ? a : b;
 }
 
-// torch.lerp's formula for a scalar weight: exact at both ends.
+// torch.lerp's formula for a scalar weight: exact at both ends. Both forms are computed
+// and one is selected, so that a loop in which the compiler cannot unswitch on
+// `small_weight` still has no branch (it would not vectorize).
 template <class T>
 inline T lerp(T start, T end, T weight, bool small_weight) {
-  return small_weight ? start + weight * (end - start) : end - (end - start) * (T(1) - weight);
+  const T from_start = start + weight * (end - start);
+  const T from_end = end - (end - start) * (T(1) - weight);
+  return small_weight ? from_start : from_end;
 }
 
 }  // namespace numoptim
