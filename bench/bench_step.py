@@ -7,7 +7,7 @@ Usage::
 
 Every method runs in the same process, interleaved round by round (so that a burst of
 load on a shared machine hits all of them alike), and the median of the rounds is
-reported. The methods:
+reported; a short step is re-warmed (one untimed call) at the start of its turn. The methods:
 
   roofline     numoptim._core.bench_stream: a native loop that reads and writes as many
                float32 arrays as the optimizer, in place, through the same driver, threads
@@ -337,11 +337,15 @@ def build(case, shapes):
     }
 
 
-def measure(steps, repeats, warmup, min_sample=2e-3):
+def measure(steps, repeats, warmup, min_sample=10e-3):
     """Median seconds per call of each step, interleaved round by round.
 
-    Fast steps are called `inner` times per sample so that a sample lasts about
-    `min_sample` seconds and the clock's resolution does not matter.
+    A step shorter than `min_sample` is called `inner` times per sample, so that a
+    sample lasts about that long, after one untimed call: the other methods of the
+    round have just replaced the caches' contents, and a short step's time would
+    otherwise be mostly the cost of bringing its arrays and Python objects back (the
+    same for every method, so it is taken out of all of them). Steps longer than that
+    work on more data than the caches hold anyway.
     """
     steps = {k: f for k, f in steps.items() if f is not None}
     inner = {}
@@ -355,6 +359,8 @@ def measure(steps, repeats, warmup, min_sample=2e-3):
     for _ in range(repeats):
         for name, f in steps.items():
             n = inner[name]
+            if n > 1:
+                f()
             start = time.perf_counter()
             for _ in range(n):
                 f()
