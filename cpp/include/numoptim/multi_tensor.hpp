@@ -36,16 +36,18 @@ struct TensorList {
 // enough that a tensor of a few chunks still splits between threads (32 KiB per float32
 // array), large enough that a chunk's bookkeeping is noise next to its loop.
 constexpr std::size_t kChunkElements = 1 << 13;
-// Below this many elements in total one thread does all the work: measured on 2 cores,
-// a fork/join costs about as much as an Adam update of 4 to 8 thousand elements.
-constexpr std::size_t kParallelThreshold = 1 << 14;
+// Below this many bytes of buffers in total (elements x num_buffers x sizeof(T)) one
+// thread does all the work. Counting bytes rather than elements lets a heavier rule
+// split sooner: measured on 2 cores (bench_kernels), 2 threads win from about 2^14
+// elements for Adam (5 float buffers) and from about 2^15 for SGD (3).
+constexpr std::size_t kParallelThresholdBytes = std::size_t(1) << 18;
 
 template <class Rule, class Scalars, class T, std::size_t N>
 void run_multi_tensor(const Rule& rule, const std::vector<Scalars>& scalars,
                       const TensorList<T, N>& tensors, int num_threads, Isa isa) {
   std::size_t total = 0;
   for (std::size_t n : tensors.sizes) total += n;
-  if (num_threads <= 1 || total < kParallelThreshold) {
+  if (num_threads <= 1 || total * N * sizeof(T) < kParallelThresholdBytes) {
     for (std::size_t t = 0; t < tensors.sizes.size(); ++t)
       update_at(isa, rule, scalars[t], tensors.buffers[t].data(), tensors.sizes[t]);
     return;

@@ -89,7 +89,7 @@ void run_row_sparse(const Rule& rule, const std::vector<Scalars>& scalars,
                                          : tensor.base[b] + (b == 1 ? k * tensor.width : row_offset);
     update_at(isa, rule, scalars[t], row.data(), tensor.width);
   };
-  if (num_threads <= 1 || total < kParallelThreshold) {
+  if (num_threads <= 1 || total * N * sizeof(T) < kParallelThresholdBytes) {
     for (std::size_t t = 0; t < list.tensors.size(); ++t)
       for (std::size_t k = 0; k < list.tensors[t].entries; ++k) apply(t, k);
     return;
