@@ -13,17 +13,23 @@
 #include <string>
 #include <vector>
 
+#include "numoptim/adadelta.hpp"
+#include "numoptim/adagrad.hpp"
 #include "numoptim/adam.hpp"
+#include "numoptim/adamax.hpp"
+#include "numoptim/asgd.hpp"
 #include "numoptim/dispatch.hpp"
 #include "numoptim/multi_tensor.hpp"
+#include "numoptim/nadam.hpp"
+#include "numoptim/radam.hpp"
+#include "numoptim/rmsprop.hpp"
+#include "numoptim/rprop.hpp"
 #include "numoptim/sgd.hpp"
 #include "numoptim/stream.hpp"
 
 namespace {
 
-using numoptim::Adam;
-using numoptim::SGD;
-using numoptim::Stream;
+using namespace numoptim;
 
 struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
@@ -47,8 +53,11 @@ void run_rule(benchmark::State& state, Rule rule, int arrays, int written) {
   }
   tensors.buffers.push_back(buffers);
   tensors.sizes.push_back(n);
-  float step = 0;
-  float* scalar_state[1] = {&step};
+  // Scalar state (step, and e.g. NAdam's mu_product, ASGD's eta and mu) starts at 1.
+  std::array<float, 4> scalar_values;
+  scalar_values.fill(1.0f);
+  float* scalar_state[4] = {&scalar_values[0], &scalar_values[1], &scalar_values[2],
+                            &scalar_values[3]};
   std::vector<typename Rule::Scalars> scalars{rule.prepare(scalar_state, true)};
   const numoptim::Isa isa = numoptim::active_isa();
   // First touch by the threads, in the static split that the driver's chunks follow.
@@ -90,6 +99,14 @@ int main(int argc, char** argv) {
   add("Stream/28B", Stream<float>{3}, 4, 3);
   add("Adam", Adam<float>{1e-3, 0.9, 0.999, 1e-8, 0.0, false, false, false}, 4, 3);
   add("AdamW", Adam<float>{1e-3, 0.9, 0.999, 1e-8, 1e-2, false, false, true}, 4, 3);
+  add("Adagrad", Adagrad<float>{1e-2, 0.0, 0.0, 1e-10, false}, 3, 2);
+  add("RMSprop", RMSprop<float>{1e-2, 0.99, 1e-8, 0.0, 0.0, false, false}, 3, 2);
+  add("Adadelta", Adadelta<float>{1.0, 0.9, 1e-6, 0.0, false}, 4, 3);
+  add("Adamax", Adamax<float>{2e-3, 0.9, 0.999, 1e-8, 0.0, false}, 4, 3);
+  add("NAdam", NAdam<float>{2e-3, 0.9, 0.999, 1e-8, 0.0, 4e-3, false, false}, 4, 3);
+  add("RAdam", RAdam<float>{1e-3, 0.9, 0.999, 1e-8, 0.0, false, false}, 4, 3);
+  add("ASGD", ASGD<float>{1e-2, 1e-4, 0.75, 1e6, 0.0, false}, 3, 2);
+  add("Rprop", Rprop<float>{0.5, 1.2, 1e-6, 50.0, false}, 4, 3);
 
   benchmark::AddCustomContext("numoptim_simd", numoptim::isa_name(numoptim::active_isa()));
   benchmark::AddCustomContext("numoptim_cpu_simd", numoptim::isa_name(numoptim::cpu_isa()));
