@@ -5,8 +5,6 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 
-from typing_extensions import Self
-
 
 class RemovableHandle:
     """A handle that removes its hook from the dict it was registered in.
@@ -28,7 +26,7 @@ class RemovableHandle:
         if hooks_dict is not None and self.id in hooks_dict:
             del hooks_dict[self.id]
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> RemovableHandle:  # noqa: PYI034
         return self
 
     def __exit__(self, *args: object) -> None:
