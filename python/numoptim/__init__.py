@@ -5,7 +5,7 @@ The optimizers, their ``param_groups``, ``state`` and ``state_dict`` follow
 ``grad`` the optimizer reads and whose values it updates in place.
 """
 
-from . import _core, lr_scheduler, swa_utils
+from . import _core, lr_scheduler, plotting, swa_utils
 from ._config import get_num_threads, set_num_threads, show_config
 from .adadelta import Adadelta
 from .adafactor import Adafactor
@@ -51,6 +51,7 @@ __all__ = [
     "get_num_threads",
     "load",
     "lr_scheduler",
+    "plotting",
     "save",
     "set_num_threads",
     "show_config",
