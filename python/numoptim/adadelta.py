@@ -72,9 +72,9 @@ class Adadelta(NativeOptimizer):
         _core.adadelta_step(
             group["params"],
             self.state,
-            lr=scalar(group["lr"]),
-            rho=scalar(group["rho"]),
-            eps=scalar(group["eps"]),
-            weight_decay=scalar(group["weight_decay"]),
-            maximize=bool(group["maximize"]),
+            scalar(group["lr"]),
+            scalar(group["rho"]),
+            scalar(group["eps"]),
+            scalar(group["weight_decay"]),
+            bool(group["maximize"]),
         )

@@ -66,10 +66,10 @@ class Adamax(NativeOptimizer):
         _core.adamax_step(
             group["params"],
             self.state,
-            lr=scalar(group["lr"]),
-            beta1=scalar(beta1),
-            beta2=scalar(beta2),
-            eps=scalar(group["eps"]),
-            weight_decay=scalar(group["weight_decay"]),
-            maximize=bool(group["maximize"]),
+            scalar(group["lr"]),
+            scalar(beta1),
+            scalar(beta2),
+            scalar(group["eps"]),
+            scalar(group["weight_decay"]),
+            bool(group["maximize"]),
         )

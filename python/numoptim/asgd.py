@@ -72,10 +72,10 @@ class ASGD(NativeOptimizer):
         _core.asgd_step(
             group["params"],
             self.state,
-            lr=scalar(group["lr"]),
-            lambd=scalar(group["lambd"]),
-            alpha=scalar(group["alpha"]),
-            t0=scalar(group["t0"]),
-            weight_decay=scalar(group["weight_decay"]),
-            maximize=bool(group["maximize"]),
+            scalar(group["lr"]),
+            scalar(group["lambd"]),
+            scalar(group["alpha"]),
+            scalar(group["t0"]),
+            scalar(group["weight_decay"]),
+            bool(group["maximize"]),
         )

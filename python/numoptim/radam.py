@@ -75,11 +75,11 @@ class RAdam(NativeOptimizer):
         _core.radam_step(
             group["params"],
             self.state,
-            lr=scalar(group["lr"]),
-            beta1=scalar(beta1),
-            beta2=scalar(beta2),
-            eps=scalar(group["eps"]),
-            weight_decay=scalar(group["weight_decay"]),
-            maximize=bool(group["maximize"]),
-            decoupled=bool(group["decoupled_weight_decay"]),
+            scalar(group["lr"]),
+            scalar(beta1),
+            scalar(beta2),
+            scalar(group["eps"]),
+            scalar(group["weight_decay"]),
+            bool(group["maximize"]),
+            bool(group["decoupled_weight_decay"]),
         )

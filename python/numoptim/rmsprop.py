@@ -80,11 +80,11 @@ class RMSprop(NativeOptimizer):
         _core.rmsprop_step(
             group["params"],
             self.state,
-            lr=scalar(group["lr"]),
-            alpha=scalar(group["alpha"]),
-            eps=scalar(group["eps"]),
-            weight_decay=scalar(group["weight_decay"]),
-            momentum=scalar(group["momentum"]),
-            centered=bool(group["centered"]),
-            maximize=bool(group["maximize"]),
+            scalar(group["lr"]),
+            scalar(group["alpha"]),
+            scalar(group["eps"]),
+            scalar(group["weight_decay"]),
+            scalar(group["momentum"]),
+            bool(group["centered"]),
+            bool(group["maximize"]),
         )

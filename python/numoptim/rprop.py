@@ -68,10 +68,10 @@ class Rprop(NativeOptimizer):
         _core.rprop_step(
             group["params"],
             self.state,
-            lr=scalar(group["lr"]),
-            etaminus=scalar(etaminus),
-            etaplus=scalar(etaplus),
-            step_size_min=scalar(step_size_min),
-            step_size_max=scalar(step_size_max),
-            maximize=bool(group["maximize"]),
+            scalar(group["lr"]),
+            scalar(etaminus),
+            scalar(etaplus),
+            scalar(step_size_min),
+            scalar(step_size_max),
+            bool(group["maximize"]),
         )

@@ -66,11 +66,11 @@ class SparseAdam(NativeOptimizer):
         _core.sparse_adam_step(
             group["params"],
             self.state,
-            lr=scalar(group["lr"]),
-            beta1=scalar(beta1),
-            beta2=scalar(beta2),
-            eps=scalar(group["eps"]),
-            maximize=bool(group.get("maximize", False)),
+            scalar(group["lr"]),
+            scalar(beta1),
+            scalar(beta2),
+            scalar(group["eps"]),
+            bool(group.get("maximize", False)),
         )
 
     def _cast_state(self, param: Parameter, key: Any, value: Any) -> Any:
