@@ -129,7 +129,7 @@ void sgd_sparse_step(py::handle params, double lr, bool maximize) {
 // SparseAdam over a group: every parameter with a grad must have a RowSparseGrad.
 void sparse_adam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
                       double eps, bool maximize) {
-  static const py::str grad_attr("grad");
+  const py::handle grad_attr = numoptim::binding::key_object("grad");
   static const std::vector<const char*> keys = {"exp_avg", "exp_avg_sq"};
   std::vector<RowSparseEntry> entries;
   std::size_t index = 0;

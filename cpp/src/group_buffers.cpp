@@ -87,9 +87,18 @@ void check_scalar(py::handle obj, const Name& what) {
   check_layout(py::reinterpret_borrow<py::array>(obj), what, true);
 }
 
-// The layout's keys as Python strings, made once per distinct key for the life of the
-// module (a handful of names), so that a step neither builds nor hashes a new string.
-// The GIL serializes access to the cache.
+template <std::size_t N>
+std::array<PyObject*, N> key_objects(const std::vector<StateLayout::Entry>& entries) {
+  std::array<PyObject*, N> keys{};
+  for (std::size_t k = 0; k < entries.size(); ++k) keys[k] = key_object(entries[k].key);
+  return keys;
+}
+
+}  // namespace
+
+// Python strings for state keys and attribute names, made once per distinct key for the
+// life of the process (a handful of names), so that a step neither builds nor hashes a
+// new string. The GIL serializes access to the cache.
 PyObject* key_object(const char* key) {
   static auto* cache = new std::map<std::string, PyObject*, std::less<>>();  // never freed
   const auto it = cache->find(std::string_view(key));
@@ -99,15 +108,6 @@ PyObject* key_object(const char* key) {
   cache->emplace(key, str);
   return str;
 }
-
-template <std::size_t N>
-std::array<PyObject*, N> key_objects(const std::vector<StateLayout::Entry>& entries) {
-  std::array<PyObject*, N> keys{};
-  for (std::size_t k = 0; k < entries.size(); ++k) keys[k] = key_object(entries[k].key);
-  return keys;
-}
-
-}  // namespace
 
 std::string describe(py::handle obj) {
   if (py::isinstance<py::array>(obj)) {
@@ -126,7 +126,7 @@ bool is_row_sparse(py::handle grad) {
 
 std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout,
                            std::vector<std::size_t>* sparse_grads) {
-  static const py::str grad_attr("grad");
+  const py::handle grad_attr = key_object("grad");
   const auto buffer_keys = key_objects<std::tuple_size_v<decltype(Entry::buffers)>>(layout.buffers);
   const auto scalar_keys = key_objects<std::tuple_size_v<decltype(Entry::scalars)>>(layout.scalars);
   std::vector<Entry> entries;

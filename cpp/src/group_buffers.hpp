@@ -36,6 +36,11 @@ struct StateLayout {
 
 std::string describe(py::handle obj);
 
+// An interned Python str for `key`, made once and never freed. Python objects must not
+// have static storage duration: their destructors would run after the interpreter is
+// finalized (a crash at exit on Python 3.12+), so strings the bindings reuse live here.
+PyObject* key_object(const char* key);
+
 // Raised by collect() for a parameter whose grad is a RowSparseGrad when the rule takes
 // dense gradients only. The module exposes it as numoptim._core.SparseGradientError;
 // the Python optimizer turns it into torch's RuntimeError with its own name
