@@ -9,12 +9,10 @@
 // step-dependent constants; `update` is the elementwise loop over n elements.
 //
 // The work of all tensors is cut into chunks of whole cache lines and the chunks are
-// shared by the threads of one OpenMP region, each thread an equal share of the
+// shared by the threads of one parallel region (parallel.hpp), each thread an equal share of the
 // elements; small work runs on the calling thread, since a fork/join costs more than
 // it saves.
 #pragma once
-
-#include <omp.h>
 
 #include <algorithm>
 #include <array>
@@ -22,6 +20,7 @@
 #include <vector>
 
 #include "numoptim/dispatch.hpp"
+#include "numoptim/parallel.hpp"
 
 namespace numoptim {
 
@@ -68,10 +67,7 @@ void run_multi_tensor(const Rule& rule, const std::vector<Scalars>& scalars,
   // Each thread takes the chunks that start in its equal share of the elements, so a
   // list of many small tensors and a few large ones still splits the work evenly (an
   // equal share of the chunks would not: small tensors make small chunks).
-#pragma omp parallel num_threads(num_threads)
-  {
-    const std::size_t thread = static_cast<std::size_t>(omp_get_thread_num());
-    const std::size_t threads = static_cast<std::size_t>(omp_get_num_threads());
+  parallel_region(num_threads, [&](std::size_t thread, std::size_t threads) {
     const std::size_t lo = total * thread / threads, hi = total * (thread + 1) / threads;
     auto c = std::lower_bound(chunks.begin(), chunks.end(), lo,
                               [](const Chunk& chunk, std::size_t v) { return chunk.offset < v; });
@@ -80,7 +76,7 @@ void run_multi_tensor(const Rule& rule, const std::vector<Scalars>& scalars,
       for (std::size_t b = 0; b < N; ++b) at[b] = tensors.buffers[c->tensor][b] + c->begin;
       update_at(isa, rule, scalars[c->tensor], at.data(), c->count);
     }
-  }
+  });
 }
 
 // NaN-propagating maximum, as torch.maximum (std::max drops a NaN in its second argument).

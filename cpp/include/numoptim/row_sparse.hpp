@@ -13,8 +13,6 @@
 // result identical to the serial one for any thread count.
 #pragma once
 
-#include <omp.h>
-
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -94,10 +92,7 @@ void run_row_sparse(const Rule& rule, const std::vector<Scalars>& scalars,
       for (std::size_t k = 0; k < list.tensors[t].entries; ++k) apply(t, k);
     return;
   }
-#pragma omp parallel num_threads(num_threads)
-  {
-    const std::uint64_t owners = static_cast<std::uint64_t>(omp_get_num_threads());
-    const std::uint64_t me = static_cast<std::uint64_t>(omp_get_thread_num());
+  parallel_region(num_threads, [&](std::size_t me, std::size_t owners) {
     for (std::size_t t = 0; t < list.tensors.size(); ++t) {
       const auto& tensor = list.tensors[t];
       for (std::size_t k = 0; k < tensor.entries; ++k) {
@@ -106,7 +101,7 @@ void run_row_sparse(const Rule& rule, const std::vector<Scalars>& scalars,
         if ((h >> 32) % owners == me) apply(t, k);
       }
     }
-  }
+  });
 }
 
 }  // namespace numoptim
