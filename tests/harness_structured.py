@@ -51,11 +51,14 @@ def lbfgs_problem(problem: str, dtype):
         A, b = least_squares_data(dtype)
         init = [hashed_values(503, 9, dtype).reshape(3, 3), hashed_values(504, 3, dtype)]
 
+        # Sums in NumPy's own order rather than BLAS's (`A @ x`), whose order depends on
+        # the kernel OpenBLAS picks for the CPU: float32 runs are then the same on every
+        # machine.
         def f(values):
             x = np.concatenate([v.reshape(-1) for v in values])
-            r = A @ x - b
-            grad = A.T @ r
-            return float(0.5 * (r @ r)), [grad[:9].reshape(3, 3).copy(), grad[9:].copy()]
+            r = (A * x).sum(axis=1) - b
+            grad = (A * r[:, None]).sum(axis=0)
+            return float(0.5 * (r * r).sum()), [grad[:9].reshape(3, 3).copy(), grad[9:].copy()]
 
         return init, f
     raise ValueError(problem)
@@ -104,6 +107,7 @@ LBFGS_CASES = [
     {"lr": 0.5, "max_iter": 7, "history_size": 3},
     {"lr": 0.8, "max_iter": 9, "history_size": 4, "line_search_fn": "strong_wolfe"},
     {"max_iter": 30, "max_eval": 12, "tolerance_change": 1e-5, "line_search_fn": "strong_wolfe"},
+    {"max_iter": 10},
 ]
 
 # (problem, case index, dtype, steps) of every run compared with torch. Horizons are
@@ -113,6 +117,13 @@ LBFGS_CASES = [
 # calls the valley amplifies ulp differences to 1e-4 (no line search) and 3e-3
 # (strong Wolfe) relative in one step, and torch's own float32 run is as far from the
 # float64 one as numoptim's is (measured), so no element-wise tolerance is meaningful.
+# float32 least squares with the default tolerances stops at that floor: within 14
+# calls its loss changes by single ulps, and whether two calls return the same float32
+# loss (the stop test, |change| < 1e-9) depends on the last bit of the dot products,
+# which differs between torch's BLAS and NumPy's pairwise sums (13 iterations against
+# 15). It runs with max_iter=10 instead (case 5), ending 1e-5 above the floor; that
+# numoptim's own float32 counts do not depend on the CPU even at the floor is tested in
+# test_process.py.
 LBFGS_RUNS = (
     [
         ("rosenbrock", 0, "float64", 2),
@@ -126,7 +137,7 @@ LBFGS_RUNS = (
     ]
     + [("least_squares", i, "float64", 4) for i in range(5)]
     + [
-        ("least_squares", 0, "float32", 2),
+        ("least_squares", 5, "float32", 1),
         ("least_squares", 2, "float32", 2),
         ("least_squares", 3, "float32", 1),
         ("least_squares", 4, "float32", 2),

@@ -3,8 +3,8 @@
 Tolerances. Least squares in float64 agrees with torch to rounding (measured 7e-16),
 so it uses conftest's 1e-12. Elsewhere the comparison is of whole trajectories, and
 the problem amplifies last-bit differences (torch fuses p + t*d into one FMA and sums
-dot products in MKL's order, numoptim in OpenBLAS's): through Rosenbrock's curved
-valley a 1e-16 difference at the first closure call grows to 1.3e-10 after 25 calls
+dot products in MKL's order, numoptim in NumPy's pairwise order): through Rosenbrock's
+curved valley a 1e-16 difference at the first closure call grows to 1.3e-10 after 25 calls
 with the strong-Wolfe search (measured), so Rosenbrock float64 runs use 1e-9. In
 float32 the same growth starts from 6e-8: measured worst 3e-6 (loss) and 3e-5 relative
 (a parameter near 0.001) over the runs of LBFGS_RUNS, so float32 uses 1e-4 relative

@@ -20,6 +20,17 @@ __all__ = ["LBFGS"]
 # branches as torch's.
 
 
+def _dot(a: np.ndarray, b: np.ndarray):
+    """a . b summed in NumPy's pairwise order, the same on every CPU.
+
+    ``np.dot`` calls BLAS, whose summation order depends on the kernel OpenBLAS picks
+    for the CPU (AVX2 or AVX-512): a float32 run could then take one more iteration on
+    one machine than on another. Products and pairwise sums are exactly rounded the
+    same way everywhere.
+    """
+    return np.add.reduce(a * b)
+
+
 def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
     """Minimizer of the cubic through (x1, f1, g1) and (x2, f2, g2), clamped to bounds.
 
@@ -57,7 +68,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
     g = g.copy()
     f_new, g_new = obj_func(x, t, d)
     ls_func_evals = 1
-    gtd_new = g_new.dot(d)
+    gtd_new = _dot(g_new, d)
 
     # Bracketing phase: grow t until an interval containing a Wolfe point is found.
     t_prev, f_prev, g_prev, gtd_prev = 0, f, g, gtd
@@ -94,7 +105,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
         gtd_prev = gtd_new
         f_new, g_new = obj_func(x, t, d)
         ls_func_evals += 1
-        gtd_new = g_new.dot(d)
+        gtd_new = _dot(g_new, d)
         ls_iter += 1
 
     if ls_iter == max_ls:
@@ -128,7 +139,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
 
         f_new, g_new = obj_func(x, t, d)
         ls_func_evals += 1
-        gtd_new = g_new.dot(d)
+        gtd_new = _dot(g_new, d)
         ls_iter += 1
 
         if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
@@ -338,7 +349,7 @@ class LBFGS(Optimizer):
             else:
                 y = flat_grad - prev_flat_grad
                 s = d * t
-                ys = y.dot(s)
+                ys = _dot(y, s)
                 if ys > 1e-10:
                     if len(old_dirs) == history_size:
                         old_dirs.pop(0)
@@ -347,7 +358,7 @@ class LBFGS(Optimizer):
                     old_dirs.append(y)
                     old_stps.append(s)
                     ro.append(np.asarray(1.0 / ys))
-                    H_diag = np.asarray(ys / y.dot(y))
+                    H_diag = np.asarray(ys / _dot(y, y))
 
                 # Two-loop recursion: d = -H g with H the L-BFGS inverse Hessian.
                 num_old = len(old_dirs)
@@ -356,11 +367,11 @@ class LBFGS(Optimizer):
                 al = state["al"]
                 q = -flat_grad
                 for i in range(num_old - 1, -1, -1):
-                    al[i] = np.asarray(old_stps[i].dot(q) * ro[i])
+                    al[i] = np.asarray(_dot(old_stps[i], q) * ro[i])
                     q += old_dirs[i] * q.dtype.type(-al[i])
                 d = r = q * H_diag
                 for i in range(num_old):
-                    be_i = old_dirs[i].dot(r) * ro[i]
+                    be_i = _dot(old_dirs[i], r) * ro[i]
                     r += old_stps[i] * r.dtype.type(al[i] - be_i)
 
             if prev_flat_grad is None:
@@ -375,7 +386,7 @@ class LBFGS(Optimizer):
             else:
                 t = lr
 
-            gtd = flat_grad.dot(d)
+            gtd = _dot(flat_grad, d)
             if gtd > -tolerance_change:
                 break
 
