@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 # float64 agrees with torch to rounding: the kernels do torch's operations in torch's
 # order, and only FMA contraction (torch's vectorized add-with-alpha fuses, numoptim
@@ -37,3 +42,17 @@ def restore_threads():
     n = numoptim.get_num_threads()
     yield
     numoptim.set_num_threads(n)
+
+
+def load_golden(filename: str) -> dict:
+    """The arrays of a golden fixture made from torch (tests/fixtures/make_*.py).
+
+    The sdist leaves the golden_*.npz files out (48 MB; they are in the git
+    repository): there the tests that need them skip and say why. In CI they must be
+    present.
+    """
+    path = FIXTURES / filename
+    if not path.exists() and not os.environ.get("CI"):
+        pytest.skip(f"{path} is not in this source tree (the sdist leaves the golden fixtures out)")
+    with np.load(path) as data:
+        return dict(data)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import copy
 import pickle
-from pathlib import Path
 
 import numoptim
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, load_golden
 from harness_structured import (
     ADAFACTOR_CASES,
     ADAFACTOR_SHAPES,
@@ -24,14 +23,12 @@ from harness_structured import (
 )
 from registry import INVALID
 
-FIXTURES = Path(__file__).parent / "fixtures"
 CASES = list(enumerate(ADAFACTOR_CASES))
 
 
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(FIXTURES / "golden_Adafactor.npz") as data:
-        return dict(data)
+    return load_golden("golden_Adafactor.npz")
 
 
 def results(opt, params, to_numpy) -> dict:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, load_golden
 from harness import LARGE_SIZE, NumpyBackend, run_case
 from registry import LARGE, all_cases
 
-FIXTURES = Path(__file__).parent / "fixtures"
 _cache: dict[str, dict] = {}
 
 
 def golden(name: str):
     if name not in _cache:
-        with np.load(FIXTURES / f"golden_{name}.npz") as data:
-            _cache[name] = dict(data)
+        _cache[name] = load_golden(f"golden_{name}.npz")
     return _cache[name]
 
 

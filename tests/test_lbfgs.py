@@ -15,12 +15,11 @@ numoptim's is, and both are 10 to 30 times farther than they are from each other
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numoptim
 import numpy as np
 import pytest
-from conftest import TOLERANCE
+from conftest import TOLERANCE, load_golden
 from harness_structured import (
     LBFGS_CASES,
     LBFGS_RUNS,
@@ -32,7 +31,6 @@ from harness_structured import (
 )
 from registry import INVALID
 
-FIXTURES = Path(__file__).parent / "fixtures"
 RUN_IDS = [lbfgs_run_id(*run) for run in LBFGS_RUNS]
 
 
@@ -47,8 +45,7 @@ def tolerance(problem: str, dtype: str) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(FIXTURES / "golden_LBFGS.npz") as data:
-        return dict(data)
+    return load_golden("golden_LBFGS.npz")
 
 
 def state_as_arrays(state: dict) -> dict:

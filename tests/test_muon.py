@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import copy
 import pickle
-from pathlib import Path
 
 import numoptim
 import numpy as np
 import pytest
-from conftest import TOLERANCE
+from conftest import TOLERANCE, load_golden
 from harness_structured import MUON_CASES, MUON_SHAPES, NumpyBackend, TorchBackend, run_matrix_case
 from registry import INVALID
 
-FIXTURES = Path(__file__).parent / "fixtures"
 CASES = list(enumerate(MUON_CASES))
 IDS = [f"Muon-{i}" for i, _ in CASES]
 # ns_dtype -> (fixture prefix, tolerance or None for conftest's)
@@ -70,8 +68,7 @@ def compare(actual: dict, expected: dict, dtype, tol) -> None:
 
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(FIXTURES / "golden_Muon.npz") as data:
-        return dict(data)
+    return load_golden("golden_Muon.npz")
 
 
 @pytest.mark.parametrize("ns_dtype", list(MODES))

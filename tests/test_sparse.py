@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numoptim
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, load_golden
 from numoptim import SGD, Adam, AdamW, Parameter, RowSparseGrad, SparseAdam
 from sparse_cases import CASES, SHAPES, UNTOUCHED, NumoptimSparse, TorchSparse, initial, run
 
-FIXTURES = Path(__file__).parent / "fixtures"
 DTYPES = ["float32", "float64"]
 ALL_CASES = [(name, i) for name, cases in CASES.items() for i in range(len(cases))]
 CASE_IDS = [f"{name}-{i}" for name, i in ALL_CASES]
@@ -20,8 +18,7 @@ CASE_IDS = [f"{name}-{i}" for name, i in ALL_CASES]
 
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(FIXTURES / "golden_sparse.npz") as data:
-        return dict(data)
+    return load_golden("golden_sparse.npz")
 
 
 def compare(opt, params, expected, prefix, dtype):

@@ -4,7 +4,7 @@ A 2-layer perceptron with a hand-written backward pass learns a generated two-sp
 data set (no download). It trains once with SGD (Nesterov momentum) under a one-cycle
 schedule and once with Adam under cosine annealing, printing the loss per epoch and
 the final accuracy, and draws the loss and learning-rate curves to PNG files in the
-current directory when matplotlib is installed (``pip install numoptim[plot]``).
+current directory when matplotlib is installed (``pip install matplotlib``).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def main(epochs: int = 60, plots: bool = True) -> int:
             _plot(losses, "training loss", "epoch", "numoptim-demo-loss.png", log=True)
             _plot(lrs, "learning rate", "step", "numoptim-demo-lr.png")
         except ImportError:
-            print("plots skipped: matplotlib is not installed (pip install numoptim[plot])")
+            print("plots skipped: matplotlib is not installed (pip install matplotlib)")
         else:
             here = os.getcwd()
             print(

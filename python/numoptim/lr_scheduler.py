@@ -25,9 +25,9 @@ import types
 import warnings
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial, wraps
-from typing import Any, Callable
+from typing import Any
 from weakref import ref
 
 import numpy as np

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,7 @@ def _bfloat16():
         import ml_dtypes
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "Muon(ns_dtype='bfloat16') needs the optional package ml_dtypes "
-            "(pip install numoptim[bfloat16])"
+            "Muon(ns_dtype='bfloat16') needs the optional package ml_dtypes (pip install ml_dtypes)"
         ) from error
     return ml_dtypes.bfloat16
 

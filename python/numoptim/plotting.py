@@ -9,7 +9,7 @@
 The schedule is always stepped on a private deep copy: the caller's optimizer and
 scheduler are left exactly as they were (the parameter arrays are shared with the
 copy, not copied, and never written: the copied optimizer is never stepped).
-matplotlib is imported only when drawing (``pip install numoptim[plot]``).
+matplotlib is imported only when drawing (``pip install matplotlib``).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def _require_matplotlib():
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(
-            "plotting a schedule needs matplotlib; install it with: pip install numoptim[plot]"
+            "plotting a schedule needs matplotlib; install it with: pip install matplotlib"
         ) from error
     return Figure
 
@@ -177,7 +177,7 @@ def plot_schedule(
         One list of lrs per parameter group, as :func:`schedule_values`.
 
     Raises:
-        ImportError: matplotlib is not installed (``pip install numoptim[plot]``).
+        ImportError: matplotlib is not installed (``pip install matplotlib``).
     """
     figure_cls = _require_matplotlib()
     values = schedule_values(
