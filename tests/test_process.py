@@ -10,7 +10,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import textwrap
 
 import numoptim
 import numpy as np
@@ -20,11 +19,11 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(numoptim.__file__
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    """Runs `code` in a fresh interpreter that imports this numoptim and the test helpers."""
+def run_python(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Runs a fresh interpreter, which imports this numoptim and the test helpers."""
     path = os.pathsep.join([PACKAGE_ROOT, TESTS, os.environ.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         check=False,
@@ -33,45 +32,12 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-# Steps every optimizer through each native entry point (dense groups of both dtypes,
-# large enough for the threaded path, and row-sparse gradients), then exits normally.
-STEP_EVERY_OPTIMIZER = """
-import numpy as np
-import numoptim
-
-numoptim.set_num_threads(2)
-names = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam",
-         "RAdam", "ASGD", "Rprop", "Adafactor", "Muon"]
-for name in names:
-    for dtype in (np.float32, np.float64):
-        params = [numoptim.Parameter(np.ones((256, 300), dtype)),
-                  numoptim.Parameter(np.ones((3, 5), dtype))]
-        for p in params:
-            p.grad = np.full(p.shape, 0.5, dtype)
-        optimizer = getattr(numoptim, name)(params, lr=0.01)
-        optimizer.step()
-        optimizer.step()
-for name, kwargs in (("SGD", {}), ("Adagrad", {}), ("SparseAdam", {})):
-    p = numoptim.Parameter(np.ones((70000, 4), np.float32))
-    p.grad = numoptim.RowSparseGrad(np.array([3, 1, 3]), np.ones((3, 4), np.float32), p.shape)
-    getattr(numoptim, name)([p], lr=0.1, **kwargs).step()
-lbfgs_param = numoptim.Parameter(np.ones(3))
-
-def closure():
-    lbfgs_param.grad = 2 * np.asarray(lbfgs_param)
-    return float((lbfgs_param**2).sum())
-
-numoptim.LBFGS([lbfgs_param]).step(closure)
-print("stepped")
-"""
-
-
 def test_process_that_stepped_every_optimizer_exits_cleanly():
     # Python objects with static storage duration in the bindings were destroyed after
     # the interpreter had finalized: exit code 139 on Python 3.12 and 3.13.
-    out = run_python(STEP_EVERY_OPTIMIZER)
+    out = run_python(os.path.join(TESTS, "step_every_optimizer.py"))
     assert out.returncode == 0, out.stderr
-    assert out.stdout == "stepped\n"
+    assert out.stdout == "stepped every optimizer\n"
     assert out.stderr == ""
 
 
@@ -149,9 +115,52 @@ def test_lbfgs_float32_does_not_depend_on_the_blas_kernel():
     core_types = ["Nehalem"] + (["Haswell"] if _cpu_has_avx2() else [])
     outputs = []
     for core in core_types:
-        out = run_python(LBFGS_AT_ROUNDING_FLOOR, OPENBLAS_CORETYPE=core)
+        out = run_python("-c", LBFGS_AT_ROUNDING_FLOOR, OPENBLAS_CORETYPE=core)
         assert out.returncode == 0, out.stderr
         outputs.append(out.stdout)
-    default = run_python(LBFGS_AT_ROUNDING_FLOOR)
+    default = run_python("-c", LBFGS_AT_ROUNDING_FLOOR)
     assert default.returncode == 0, default.stderr
     assert all(o == default.stdout for o in outputs), (core_types, outputs, default.stdout)
+
+
+def test_import_without_the_native_module_says_how_to_build_it(tmp_path):
+    # A source tree that was never built: the Python files without numoptim._core.
+    import shutil
+
+    package = tmp_path / "numoptim"
+    shutil.copytree(
+        os.path.dirname(numoptim.__file__), package, ignore=shutil.ignore_patterns("*.so")
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import numoptim"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(tmp_path)),
+    )
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: numoptim's native module numoptim._core is not built in")
+    assert "pip install ." in last and "dev/build.sh" in last
+
+
+@pytest.mark.parametrize(
+    "loader_message,expected",
+    [
+        (
+            "libgomp.so.1: cannot open shared object file: No such file or directory",
+            "needs the GNU OpenMP runtime (libgomp.so.1)",
+        ),
+        (
+            "/x/_core.cpython-311-x86_64-linux-gnu.so: wrong ELF class: ELFCLASS32",
+            "could not be loaded by Python",
+        ),
+    ],
+)
+def test_native_module_load_errors_are_explained(loader_message, expected):
+    from numoptim._load import explain
+
+    message = explain(ImportError(loader_message), "/somewhere/numoptim")
+    assert expected in message
+    assert loader_message in message

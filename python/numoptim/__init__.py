@@ -5,7 +5,12 @@ The optimizers, their ``param_groups``, ``state`` and ``state_dict`` follow
 ``grad`` the optimizer reads and whose values it updates in place.
 """
 
-from . import _core, lr_scheduler, plotting, swa_utils
+# The native module first, so that a missing one is explained before anything uses it.
+from ._load import load_core
+
+_core = load_core()
+
+from . import lr_scheduler, plotting, swa_utils
 from ._config import get_num_threads, set_num_threads, show_config
 from .adadelta import Adadelta
 from .adafactor import Adafactor
