@@ -135,7 +135,7 @@ def test_group_dicts_with_own_hyperparameters():
             Parameter(np.zeros(3)),
             TypeError,
             (
-                "params argument given to the optimizer should be an iterable of Parameters or dicts, "
+                "params argument given to the optimizer should be an iterable of Tensors or dicts, "
                 "but got numoptim.parameter.Parameter"
             ),
         ),

@@ -28,7 +28,9 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using numoptim::binding::RowSparseEntry;
 using numoptim::binding::StateLayout;
-using numoptim::binding::step_group;
+using numoptim::binding::finish;
+using numoptim::binding::prepare_group;
+using numoptim::binding::PreparedStep;
 
 namespace numoptim::binding {
 
@@ -95,40 +97,56 @@ using numoptim::binding::check_row_sparse;
 
 // Dense SGD over the group. Parameters whose grad is a RowSparseGrad raise
 // SparseGradientError unless `allow_sparse`; then they are left for sgd_sparse_step (or
-// NumPy, with momentum) and their positions in `params` returned.
-std::vector<std::size_t> sgd_step(py::handle params, py::dict state, double lr, double momentum,
-                                  double dampening, double weight_decay, bool nesterov,
-                                  bool maximize, bool allow_sparse) {
+// NumPy, with momentum): the step is returned unwritten, with their positions in
+// `params`, for Python to check them before anything is written.
+py::object sgd_step(py::handle params, py::dict state, double lr, double momentum,
+                    double dampening, double weight_decay, bool nesterov, bool maximize,
+                    bool allow_sparse, bool defer) {
   StateLayout layout;
   if (momentum != 0) layout.buffers = {{"momentum_buffer", 0.0}};
-  std::vector<std::size_t> sparse_grads;
-  step_group<numoptim::SGD>(
+  PreparedStep step = prepare_group<numoptim::SGD>(
       params, state, layout,
-      [&](auto zero) {
+      [=](auto zero) {
         return numoptim::SGD<decltype(zero)>{lr, momentum, dampening, weight_decay, nesterov,
                                              maximize};
       },
-      allow_sparse ? &sparse_grads : nullptr);
-  return sparse_grads;
+      allow_sparse);
+  return finish(std::move(step), defer || !step.sparse_grads.empty());
 }
 
-// Plain SGD (no momentum, no weight decay) on the touched rows of parameters that all
-// have a RowSparseGrad, entry by entry in order, as torch's param.add_(sparse_grad).
-void sgd_sparse_step(py::handle params, double lr, bool maximize) {
+// Checks the RowSparseGrad of params[k] for each position k in `positions`.
+std::vector<RowSparseEntry> check_row_sparse_grads(py::handle params,
+                                                   const std::vector<std::size_t>& positions) {
+  const py::sequence seq = py::reinterpret_borrow<py::sequence>(params);
   std::vector<RowSparseEntry> entries;
-  std::size_t index = 0;
-  for (py::handle p : params) entries.push_back(check_row_sparse(p, p.attr("grad"), index++));
-  numoptim::binding::step_row_sparse<numoptim::SGDRows>(
-      entries, /*coalesce=*/false,
-      [&](auto zero) { return numoptim::SGDRows<decltype(zero)>{lr, maximize}; },
-      [](const auto& rule, const RowSparseEntry&) {
-        return typename std::decay_t<decltype(rule)>::Scalars{};
-      });
+  entries.reserve(positions.size());
+  for (std::size_t k : positions) {
+    py::object p = seq[k];
+    entries.push_back(check_row_sparse(p, p.attr("grad"), k));
+  }
+  return entries;
+}
+
+// Plain SGD (no momentum, no weight decay) on the touched rows of params[k] for each
+// position k (all with a RowSparseGrad), entry by entry in order, as torch's
+// param.add_(sparse_grad).
+py::object sgd_sparse_step(py::handle params, const std::vector<std::size_t>& positions,
+                           double lr, bool maximize, bool defer) {
+  PreparedStep step;
+  step.write = [entries = check_row_sparse_grads(params, positions), lr, maximize] {
+    numoptim::binding::step_row_sparse<numoptim::SGDRows>(
+        entries, /*coalesce=*/false,
+        [&](auto zero) { return numoptim::SGDRows<decltype(zero)>{lr, maximize}; },
+        [](const auto& rule, const RowSparseEntry&) {
+          return typename std::decay_t<decltype(rule)>::Scalars{};
+        });
+  };
+  return finish(std::move(step), defer);
 }
 
 // SparseAdam over a group: every parameter with a grad must have a RowSparseGrad.
-void sparse_adam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
-                      double eps, bool maximize) {
+py::object sparse_adam_step(py::handle params, py::dict state, double lr, double beta1,
+                            double beta2, double eps, bool maximize, bool defer) {
   const py::handle grad_attr = numoptim::binding::key_object("grad");
   static const std::vector<const char*> keys = {"exp_avg", "exp_avg_sq"};
   std::vector<RowSparseEntry> entries;
@@ -143,118 +161,122 @@ void sparse_adam_step(py::handle params, py::dict state, double lr, double beta1
     entries.push_back(check_row_sparse(p, grad, i));
     numoptim::binding::find_row_sparse_state(entries.back(), state, keys, /*int_step=*/true);
   }
-  if (entries.empty()) return;
-  numoptim::binding::create_row_sparse_state(entries, state, keys, /*int_step=*/true);
-  numoptim::binding::step_row_sparse<numoptim::SparseAdam>(
-      entries, /*coalesce=*/true,
-      [&](auto zero) {
-        return numoptim::SparseAdam<decltype(zero)>{lr, beta1, beta2, eps, maximize};
-      },
-      [](const auto& rule, const RowSparseEntry& e) { return rule.prepare(e.step); });
+  PreparedStep step;
+  step.write = [entries = std::move(entries), state, lr, beta1, beta2, eps, maximize]() mutable {
+    if (entries.empty()) return;
+    numoptim::binding::create_row_sparse_state(entries, state, keys, /*int_step=*/true);
+    numoptim::binding::step_row_sparse<numoptim::SparseAdam>(
+        entries, /*coalesce=*/true,
+        [&](auto zero) {
+          return numoptim::SparseAdam<decltype(zero)>{lr, beta1, beta2, eps, maximize};
+        },
+        [](const auto& rule, const RowSparseEntry& e) { return rule.prepare(e.step_count); });
+  };
+  return finish(std::move(step), defer);
 }
 
-void adam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
-               double eps, double weight_decay, bool amsgrad, bool maximize, bool decoupled) {
+py::object adam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+               double eps, double weight_decay, bool amsgrad, bool maximize, bool decoupled, bool defer) {
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
   if (amsgrad) layout.buffers.push_back({"max_exp_avg_sq", 0.0});
-  step_group<numoptim::Adam>(params, state, layout, [&](auto zero) {
+  return finish(prepare_group<numoptim::Adam>(params, state, layout, [=](auto zero) {
     return numoptim::Adam<decltype(zero)>{lr,      beta1,    beta2,    eps, weight_decay,
                                           amsgrad, maximize, decoupled};
-  });
+  }), defer);
 }
 
 // Adagrad's state is created in the constructor (python/numoptim/adagrad.py); a
 // parameter added later gets it here, `sum` filled with the constructor's value.
-void adagrad_step(py::handle params, py::dict state, double lr, double lr_decay,
+py::object adagrad_step(py::handle params, py::dict state, double lr, double lr_decay,
                   double weight_decay, double eps, double initial_accumulator_value,
-                  bool maximize) {
+                  bool maximize, bool defer) {
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"sum", initial_accumulator_value}};
-  step_group<numoptim::Adagrad>(params, state, layout, [&](auto zero) {
+  return finish(prepare_group<numoptim::Adagrad>(params, state, layout, [=](auto zero) {
     return numoptim::Adagrad<decltype(zero)>{lr, lr_decay, weight_decay, eps, maximize};
-  });
+  }), defer);
 }
 
-void rmsprop_step(py::handle params, py::dict state, double lr, double alpha, double eps,
-                  double weight_decay, double momentum, bool centered, bool maximize) {
+py::object rmsprop_step(py::handle params, py::dict state, double lr, double alpha, double eps,
+                  double weight_decay, double momentum, bool centered, bool maximize, bool defer) {
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"square_avg", 0.0}};
   if (momentum > 0) layout.buffers.push_back({"momentum_buffer", 0.0});
   if (centered) layout.buffers.push_back({"grad_avg", 0.0});
-  step_group<numoptim::RMSprop>(params, state, layout, [&](auto zero) {
+  return finish(prepare_group<numoptim::RMSprop>(params, state, layout, [=](auto zero) {
     return numoptim::RMSprop<decltype(zero)>{lr,       alpha,    eps, weight_decay,
                                              momentum, centered, maximize};
-  });
+  }), defer);
 }
 
-void adadelta_step(py::handle params, py::dict state, double lr, double rho, double eps,
-                   double weight_decay, bool maximize) {
+py::object adadelta_step(py::handle params, py::dict state, double lr, double rho, double eps,
+                   double weight_decay, bool maximize, bool defer) {
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"square_avg", 0.0}, {"acc_delta", 0.0}};
-  step_group<numoptim::Adadelta>(params, state, layout, [&](auto zero) {
+  return finish(prepare_group<numoptim::Adadelta>(params, state, layout, [=](auto zero) {
     return numoptim::Adadelta<decltype(zero)>{lr, rho, eps, weight_decay, maximize};
-  });
+  }), defer);
 }
 
-void adamax_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
-                 double eps, double weight_decay, bool maximize) {
+py::object adamax_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                 double eps, double weight_decay, bool maximize, bool defer) {
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_inf", 0.0}};
-  step_group<numoptim::Adamax>(params, state, layout, [&](auto zero) {
+  return finish(prepare_group<numoptim::Adamax>(params, state, layout, [=](auto zero) {
     return numoptim::Adamax<decltype(zero)>{lr, beta1, beta2, eps, weight_decay, maximize};
-  });
+  }), defer);
 }
 
-void nadam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+py::object nadam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
                 double eps, double weight_decay, double momentum_decay, bool maximize,
-                bool decoupled) {
+                bool decoupled, bool defer) {
   StateLayout layout;
   layout.scalars = {{"step", 0.0}, {"mu_product", 1.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
-  step_group<numoptim::NAdam>(params, state, layout, [&](auto zero) {
+  return finish(prepare_group<numoptim::NAdam>(params, state, layout, [=](auto zero) {
     return numoptim::NAdam<decltype(zero)>{
         lr, beta1, beta2, eps, weight_decay, momentum_decay, maximize, decoupled};
-  });
+  }), defer);
 }
 
-void radam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
-                double eps, double weight_decay, bool maximize, bool decoupled) {
+py::object radam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                double eps, double weight_decay, bool maximize, bool decoupled, bool defer) {
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
-  step_group<numoptim::RAdam>(params, state, layout, [&](auto zero) {
+  return finish(prepare_group<numoptim::RAdam>(params, state, layout, [=](auto zero) {
     return numoptim::RAdam<decltype(zero)>{lr,           beta1,    beta2,    eps,
                                            weight_decay, maximize, decoupled};
-  });
+  }), defer);
 }
 
-void asgd_step(py::handle params, py::dict state, double lr, double lambd, double alpha,
-               double t0, double weight_decay, bool maximize) {
+py::object asgd_step(py::handle params, py::dict state, double lr, double lambd, double alpha,
+               double t0, double weight_decay, bool maximize, bool defer) {
   StateLayout layout;
   // eta starts at the group's lr (rounded to float32, as torch's 0-d tensor).
   layout.scalars = {{"step", 0.0}, {"eta", lr}, {"mu", 1.0}};
   layout.buffers = {{"ax", 0.0}};
-  step_group<numoptim::ASGD>(params, state, layout, [&](auto zero) {
+  return finish(prepare_group<numoptim::ASGD>(params, state, layout, [=](auto zero) {
     return numoptim::ASGD<decltype(zero)>{lr, lambd, alpha, t0, weight_decay, maximize};
-  });
+  }), defer);
 }
 
-void rprop_step(py::handle params, py::dict state, double lr, double etaminus, double etaplus,
-                double step_size_min, double step_size_max, bool maximize) {
+py::object rprop_step(py::handle params, py::dict state, double lr, double etaminus, double etaplus,
+                double step_size_min, double step_size_max, bool maximize, bool defer) {
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   // The step sizes start at the group's lr when the state is created.
   layout.buffers = {{"prev", 0.0}, {"step_size", lr}};
-  step_group<numoptim::Rprop>(params, state, layout, [&](auto zero) {
+  return finish(prepare_group<numoptim::Rprop>(params, state, layout, [=](auto zero) {
     return numoptim::Rprop<decltype(zero)>{etaminus, etaplus, step_size_min, step_size_max,
                                            maximize};
-  });
+  }), defer);
 }
 
 std::string compiler() {
@@ -276,30 +298,44 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception<numoptim::binding::SparseGradientError>(m, "SparseGradientError",
                                                                  PyExc_TypeError);
 
+  py::class_<PreparedStep>(m, "PreparedStep",
+                           "A checked step of one parameter group; calling it writes it.")
+      .def("__call__",
+           [](PreparedStep& step) {
+             if (!step.write) throw std::runtime_error("this step has been written already");
+             auto write = std::move(step.write);
+             step.write = nullptr;
+             write();
+           })
+      .def_readonly("sparse_grads", &PreparedStep::sparse_grads);
+
+  // Every step takes `defer` last: false writes at once and returns None; true returns
+  // the checked PreparedStep unwritten.
   m.def("sgd_step", &sgd_step, "params"_a, "state"_a, "lr"_a, "momentum"_a, "dampening"_a,
-        "weight_decay"_a, "nesterov"_a, "maximize"_a, "allow_sparse"_a = true);
+        "weight_decay"_a, "nesterov"_a, "maximize"_a, "allow_sparse"_a, "defer"_a);
   m.def("adam_step", &adam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a,
-        "weight_decay"_a, "amsgrad"_a, "maximize"_a, "decoupled"_a);
-  m.def("sgd_sparse_step", &sgd_sparse_step, "params"_a, "lr"_a, "maximize"_a);
+        "weight_decay"_a, "amsgrad"_a, "maximize"_a, "decoupled"_a, "defer"_a);
+  m.def("sgd_sparse_step", &sgd_sparse_step, "params"_a, "positions"_a, "lr"_a, "maximize"_a,
+        "defer"_a);
   m.def("sparse_adam_step", &sparse_adam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a,
-        "beta2"_a, "eps"_a, "maximize"_a);
+        "beta2"_a, "eps"_a, "maximize"_a, "defer"_a);
 
   m.def("adagrad_step", &adagrad_step, "params"_a, "state"_a, "lr"_a, "lr_decay"_a,
-        "weight_decay"_a, "eps"_a, "initial_accumulator_value"_a, "maximize"_a);
+        "weight_decay"_a, "eps"_a, "initial_accumulator_value"_a, "maximize"_a, "defer"_a);
   m.def("rmsprop_step", &rmsprop_step, "params"_a, "state"_a, "lr"_a, "alpha"_a, "eps"_a,
-        "weight_decay"_a, "momentum"_a, "centered"_a, "maximize"_a);
+        "weight_decay"_a, "momentum"_a, "centered"_a, "maximize"_a, "defer"_a);
   m.def("adadelta_step", &adadelta_step, "params"_a, "state"_a, "lr"_a, "rho"_a, "eps"_a,
-        "weight_decay"_a, "maximize"_a);
+        "weight_decay"_a, "maximize"_a, "defer"_a);
   m.def("adamax_step", &adamax_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
-        "eps"_a, "weight_decay"_a, "maximize"_a);
+        "eps"_a, "weight_decay"_a, "maximize"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
-        "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a);
+        "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "defer"_a);
   m.def("radam_step", &radam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
-        "eps"_a, "weight_decay"_a, "maximize"_a, "decoupled"_a);
+        "eps"_a, "weight_decay"_a, "maximize"_a, "decoupled"_a, "defer"_a);
   m.def("asgd_step", &asgd_step, "params"_a, "state"_a, "lr"_a, "lambd"_a, "alpha"_a, "t0"_a,
-        "weight_decay"_a, "maximize"_a);
+        "weight_decay"_a, "maximize"_a, "defer"_a);
   m.def("rprop_step", &rprop_step, "params"_a, "state"_a, "lr"_a, "etaminus"_a, "etaplus"_a,
-        "step_size_min"_a, "step_size_max"_a, "maximize"_a);
+        "step_size_min"_a, "step_size_max"_a, "maximize"_a, "defer"_a);
 
   m.def("set_num_threads", [](int n) { numoptim::binding::g_num_threads.store(n); }, "n"_a);
   m.def("get_num_threads", &numoptim::binding::num_threads);

@@ -1,6 +1,8 @@
 #include "group_buffers.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <map>
 #include <string_view>
 
@@ -33,6 +35,21 @@ bool same_dtype(const py::array& a, const py::array& b) {
 
 bool is_float_array(const py::array& a) { return has_dtype<float>(a) || has_dtype<double>(a); }
 
+// The bytes an array spans, as addresses (comparable whichever arrays they belong to).
+struct Span {
+  std::uintptr_t begin, end;
+};
+
+Span span_of(const py::array& a) {
+  const auto begin = reinterpret_cast<std::uintptr_t>(a.data());
+  return {begin, begin + static_cast<std::uintptr_t>(a.nbytes())};
+}
+
+bool overlap(const py::array& a, const py::array& b) {
+  const Span x = span_of(a), y = span_of(b);
+  return x.begin < y.end && y.begin < x.end;
+}
+
 std::string state_name(const char* key, std::size_t index) {
   return std::string("state['") + key + "'] of parameter " + std::to_string(index);
 }
@@ -61,6 +78,11 @@ void check_layout(const py::array& a, const What& what, bool writeable) {
     throw py::value_error(name_str(what) + " is not C-contiguous: numoptim updates arrays in "
                                            "place and needs contiguous memory (use "
                                            "np.ascontiguousarray)");
+  // The kernels access elements through typed pointers, which must be aligned (an array
+  // made by np.frombuffer at an odd offset is not).
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(name_str(what) + " is not aligned to its element size (use "
+                                           "np.require(a, requirements='A'))");
   if (writeable && !a.writeable()) throw py::value_error(name_str(what) + " is read-only");
 }
 
@@ -163,6 +185,11 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
       throw py::value_error("the grad of " + name.str() + " has shape " + shape_str(grad) +
                             " but the parameter has shape " + shape_str(param));
     check_layout(grad, Name{Name::grad, i}, false);
+    // The loop reads grad[k] as it writes param[k]: a grad that overlaps its parameter
+    // at an offset would be read after part of it was overwritten.
+    if (grad.data() != param.data() && overlap(param, grad))
+      throw py::value_error("the grad of " + name.str() +
+                            " overlaps the parameter's memory at an offset");
 
     Entry e;
     e.index = i;
@@ -200,12 +227,25 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
   if (layout.buffers.empty() && layout.scalars.empty()) return;  // e.g. SGD without momentum
   for (Entry& e : entries) {
     if (!e.state) {
-      e.state = py::dict();
-      state[e.param] = e.state;
+      // A parameter listed twice shares one state, as in torch: its first entry may have
+      // just created it. `fresh` stays as collect() found it, as torch's for-loop, which
+      // gathers every listing's state before it updates any (SGD's first momentum
+      // buffer is the gradient for both listings).
+      if (PyObject* st = PyDict_GetItem(state.ptr(), e.param.ptr())) {
+        e.state = py::reinterpret_borrow<py::object>(st);
+      } else {
+        e.state = py::dict();
+        state[e.param] = e.state;
+      }
     }
     const auto param = py::reinterpret_borrow<py::array>(e.param);
+    auto existing = [&](const char* key) -> py::object {
+      PyObject* value = PyDict_GetItemString(e.state.ptr(), key);
+      return value == nullptr ? py::object() : py::reinterpret_borrow<py::object>(value);
+    };
     for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
       if (e.buffers[k]) continue;
+      if ((e.buffers[k] = existing(layout.buffers[k].key))) continue;
       py::array buffer(param.dtype(),
                        std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
       buffer.attr("fill")(layout.buffers[k].initial);
@@ -214,6 +254,7 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
     }
     for (std::size_t k = 0; k < layout.scalars.size(); ++k) {
       if (e.scalars[k]) continue;
+      if ((e.scalars[k] = existing(layout.scalars[k].key))) continue;
       py::array_t<float> scalar(std::vector<py::ssize_t>{});
       *scalar.mutable_data() = static_cast<float>(layout.scalars[k].initial);
       e.state[layout.scalars[k].key] = scalar;
@@ -222,12 +263,41 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
   }
 }
 
-bool has_duplicates(const std::vector<Entry>& entries) {
-  std::vector<const void*> data;
-  data.reserve(entries.size());
-  for (const Entry& e : entries) data.push_back(data_of<char>(e.param));
-  std::sort(data.begin(), data.end());
-  return std::adjacent_find(data.begin(), data.end()) != data.end();
+bool shares_memory(const std::vector<Entry>& entries) {
+  // Every parameter's (written) and gradient's (read) bytes, by start. Two gradients may
+  // share bytes; any other overlap means shared memory (a grad that is its own
+  // parameter's memory included, which is harmless but rare). Arrays made one after the
+  // other usually come in address order already, so the sort is skipped when it would
+  // change nothing.
+  struct Access {
+    Span span;
+    bool written;
+  };
+  std::vector<Access> accesses;
+  accesses.reserve(2 * entries.size());
+  for (const Entry& e : entries) {
+    accesses.push_back({span_of(py::reinterpret_borrow<py::array>(e.param)), true});
+    accesses.push_back({span_of(py::reinterpret_borrow<py::array>(e.grad)), false});
+  }
+  auto by_begin = [](const Access& a, const Access& b) { return a.span.begin < b.span.begin; };
+  if (!std::is_sorted(accesses.begin(), accesses.end(), by_begin))
+    std::sort(accesses.begin(), accesses.end(), by_begin);
+  // The furthest end of the spans seen so far, written ones and all: a span overlaps an
+  // earlier one exactly when it starts before that one's end.
+  std::uintptr_t written_end = 0, any_end = 0;
+  for (const Access& a : accesses) {
+    if (a.span.begin == a.span.end) continue;  // an empty array touches nothing
+    if (a.span.begin < (a.written ? any_end : written_end)) return true;
+    any_end = std::max(any_end, a.span.end);
+    if (a.written) written_end = std::max(written_end, a.span.end);
+  }
+  return false;
+}
+
+py::object finish(PreparedStep&& step, bool defer) {
+  if (defer) return py::cast(std::move(step));
+  step.write();
+  return py::none();
 }
 
 RowSparseEntry check_row_sparse(py::handle p, py::handle grad, std::size_t i) {
@@ -272,7 +342,7 @@ RowSparseEntry check_row_sparse(py::handle p, py::handle grad, std::size_t i) {
   const std::int64_t num_rows = param.shape(0);
   for (py::ssize_t k = 0; k < indices.shape(0); ++k)
     if (rows[k] < 0 || rows[k] >= num_rows)
-      throw py::index_error(what + " has row index " + std::to_string(rows[k]) +
+      throw py::value_error(what + " has row index " + std::to_string(rows[k]) +
                             " out of range for " + std::to_string(num_rows) + " rows");
   RowSparseEntry e;
   e.index = i;
@@ -281,7 +351,6 @@ RowSparseEntry check_row_sparse(py::handle p, py::handle grad, std::size_t i) {
   e.values = values_obj;
   e.entries = static_cast<std::size_t>(indices.shape(0));
   e.width = num_rows == 0 ? 0 : static_cast<std::size_t>(param.size() / num_rows);
-  e.step = 0;
   return e;
 }
 
@@ -307,7 +376,14 @@ void find_row_sparse_state(RowSparseEntry& e, py::dict state,
     if (PyBool_Check(step) || !PyIndex_Check(step))
       throw py::type_error(state_name("step", e.index) + " must be an int, got " +
                            describe(step));
-    e.step = py::reinterpret_borrow<py::object>(step).cast<long long>();
+    e.step = py::reinterpret_steal<py::object>(PyNumber_Index(step));
+    if (!e.step) throw py::error_already_set();
+    // An int beyond a double's range (2**1024) has no bias correction to compute.
+    if (std::isinf(PyLong_AsDouble(e.step.ptr()) + 1.0) || PyErr_Occurred()) {
+      PyErr_Clear();
+      throw py::value_error(state_name("step", e.index) + " is too large: " +
+                            py::str(e.step).cast<std::string>());
+    }
   }
 }
 
@@ -339,12 +415,13 @@ void create_row_sparse_state(std::vector<RowSparseEntry>& entries, py::dict stat
     }
     if (int_step) {
       // The step as it is after this step; a parameter listed twice counts twice, as torch.
+      // Python ints, as torch's, so that no count overflows.
       PyObject* current = PyDict_GetItemString(e.state.ptr(), "step");
-      const long long before = current == nullptr
-                                   ? 0
-                                   : py::reinterpret_borrow<py::object>(current).cast<long long>();
-      e.step = before + 1;
-      e.state["step"] = py::int_(e.step);
+      py::object before = current == nullptr ? py::object(py::int_(0))
+                                             : py::reinterpret_borrow<py::object>(current);
+      py::object after = before + py::int_(1);
+      e.state["step"] = after;
+      e.step_count = after.cast<double>();
     }
   }
 }

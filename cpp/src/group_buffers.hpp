@@ -11,6 +11,7 @@
 #include <pybind11/pybind11.h>
 
 #include <array>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -93,8 +94,19 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
 // Creates the missing state entries (filled with the layout's value) of every entry.
 void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout& layout);
 
-// Whether a parameter occurs twice: then tensors must be updated one after the other.
-bool has_duplicates(const std::vector<Entry>& entries);
+// Whether tensors share memory: a parameter listed twice, or parameters and gradients
+// that are overlapping views of one buffer. Their updates then run one tensor after the
+// other, in the group's order, as torch's for-loop does: with threads, the result would
+// depend on which thread got to the shared bytes first.
+bool shares_memory(const std::vector<Entry>& entries);
+
+// The writing half of a step whose checks have passed: creates the missing state and
+// runs the rule. The binding either runs it at once or returns it to Python unrun, so
+// that an optimizer checks all its parameter groups before it writes any of them.
+struct PreparedStep {
+  std::function<void()> write;
+  std::vector<std::size_t> sparse_grads;  // SGD: parameters left to the row-sparse path
+};
 
 // The gathered buffers of one dtype, ready for run_multi_tensor.
 template <class T, std::size_t N>
@@ -126,34 +138,47 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
   return out;
 }
 
-// Runs `Rule<T>` over the group's float32 and float64 tensors.
-// `make_rule` builds the rule for one dtype: make_rule(T{}) -> Rule<T>.
-// `sparse_grads`: as collect().
+// Checks a group for `Rule<T>` (float32 and float64 tensors) and returns the step that
+// writes it. `make_rule` builds the rule for one dtype, make_rule(T{}) -> Rule<T>; it is
+// kept in the returned step, so it must hold its values, not references.
+// `sparse_grads`: as collect(); the positions end up in the step's sparse_grads.
 template <template <class> class Rule, class MakeRule>
-void step_group(py::handle params, py::dict state, const StateLayout& layout,
-                MakeRule&& make_rule, std::vector<std::size_t>* sparse_grads = nullptr) {
-  std::vector<Entry> entries = collect(params, state, layout, sparse_grads);
-  if (entries.empty()) return;
-  create_state(entries, state, layout);
-  const bool serial = has_duplicates(entries);
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
-    using R = Rule<T>;
-    const R rule = make_rule(zero);
-    Gathered<T, R::num_buffers> g = gather<T, R::num_buffers>(entries, layout);
-    if (g.tensors.sizes.empty()) return;
-    std::vector<typename R::Scalars> scalars;
-    scalars.reserve(g.fresh.size());
-    for (std::size_t t = 0; t < g.fresh.size(); ++t)
-      scalars.push_back(rule.prepare(g.scalar_state[t].data(), g.fresh[t]));
-    const int threads = serial ? 1 : num_threads();
-    const Isa isa = active_isa();
-    py::gil_scoped_release release;
-    run_multi_tensor(rule, scalars, g.tensors, threads, isa);
+PreparedStep prepare_group(py::handle params, py::dict state, const StateLayout& layout,
+                           MakeRule make_rule, bool allow_sparse = false) {
+  PreparedStep step;
+  std::vector<Entry> entries =
+      collect(params, state, layout, allow_sparse ? &step.sparse_grads : nullptr);
+  if (entries.empty()) {
+    step.write = [] {};
+    return step;
+  }
+  const bool serial = shares_memory(entries);
+  step.write = [entries = std::move(entries), state, layout, make_rule, serial]() mutable {
+    create_state(entries, state, layout);
+    auto run = [&](auto zero) {
+      using T = decltype(zero);
+      using R = Rule<T>;
+      const R rule = make_rule(zero);
+      Gathered<T, R::num_buffers> g = gather<T, R::num_buffers>(entries, layout);
+      if (g.tensors.sizes.empty()) return;
+      std::vector<typename R::Scalars> scalars;
+      scalars.reserve(g.fresh.size());
+      for (std::size_t t = 0; t < g.fresh.size(); ++t)
+        scalars.push_back(rule.prepare(g.scalar_state[t].data(), g.fresh[t]));
+      const int threads = serial ? 1 : num_threads();
+      const Isa isa = active_isa();
+      py::gil_scoped_release release;
+      run_multi_tensor(rule, scalars, g.tensors, threads, isa);
+    };
+    run(float{});
+    run(double{});
   };
-  run(float{});
-  run(double{});
+  return step;
 }
+
+// A prepared step as the binding returns it: None once written (`defer` false), or the
+// PreparedStep for Python to call after it has checked its other groups.
+py::object finish(PreparedStep&& step, bool defer);
 
 // ------------------------------------------------------------ row-sparse gradients
 
@@ -164,7 +189,8 @@ struct RowSparseEntry {
   py::object state;                   // the parameter's dict in optimizer.state (or null)
   std::array<py::object, 2> buffers;  // state buffers in the caller's key order
   std::size_t entries, width;         // rows of values, elements per row
-  long long step;                     // the Python int `step` (SparseAdam), 0 if none
+  py::object step;                    // the Python int `step` (SparseAdam), or null
+  double step_count = 0;              // `step` after this step's increment, for the rule
 };
 
 // Checks a parameter and its RowSparseGrad: a C-contiguous writeable float parameter

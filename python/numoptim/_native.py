@@ -53,9 +53,18 @@ def check_flags(*, foreach=None, fused=None, capturable=False, differentiable=Fa
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
 
-# A hyperparameter as a Python float (a 0-d or 1-element array lr included). `float`
-# itself rather than a function that calls it: it runs several times per step.
+# A hyperparameter as a Python float. `float` itself rather than a function that calls
+# it: it runs several times per step.
 scalar = float
+
+
+def lr_value(lr: Any) -> float:
+    """The learning rate as a float: a number, or a 0-d or 1-element array.
+
+    NumPy 2 refuses ``float()`` of a 1-element array that has dimensions, where torch's
+    ``float()`` takes any 1-element tensor.
+    """
+    return lr if type(lr) is float else float(np.asarray(lr).reshape(()))
 
 
 class NativeOptimizer(Optimizer):
@@ -73,6 +82,13 @@ class NativeOptimizer(Optimizer):
     # "<Name> does not support sparse gradients" with the numoptim class's name.
     _sparse_grad_error: str | None = None
 
+    # The group options that torch's ``__setstate__`` of this optimizer fills in when a
+    # loaded state dict (from an older torch) lacks them, in its order and with its
+    # values, which need not be the constructor's. Only these: the base class adds
+    # ``differentiable`` to ``defaults``, and copying every default would give the
+    # groups keys torch's do not have (SparseAdam's ``differentiable``).
+    _load_defaults: tuple[tuple[str, Any], ...] = ()
+
     def _sparse_grad_message(self) -> str:
         if self._sparse_grad_error is not None:
             return self._sparse_grad_error
@@ -83,11 +99,19 @@ class NativeOptimizer(Optimizer):
         )
         return f"{name} does not support sparse gradients"
 
-    def _step_group(self, group: dict[str, Any]) -> None:
+    def _step_group(self, group: dict[str, Any], defer: bool) -> Callable[[], None] | None:
+        """Checks a group and writes its step.
+
+        With ``defer``, the group is only checked, and the write is returned as a
+        callable (a ``_core.PreparedStep``) instead; otherwise returns None.
+        """
         raise NotImplementedError
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Performs one optimization step.
+
+        Every parameter group is checked (parameters, gradients, state) before any is
+        written: a bad input anywhere raises and leaves everything as it was.
 
         Args:
             closure: optional callable that re-evaluates the model and returns the loss.
@@ -98,16 +122,21 @@ class NativeOptimizer(Optimizer):
         loss = None
         if closure is not None:
             loss = closure()
-        for group in self.param_groups:
-            try:
-                self._step_group(group)
-            except _core.SparseGradientError:
-                raise RuntimeError(self._sparse_grad_message()) from None
+        groups = self.param_groups
+        try:
+            if len(groups) == 1:
+                # One native call checks the whole group, then writes it.
+                self._step_group(groups[0], False)
+            else:
+                writes = [self._step_group(group, True) for group in groups]
+                for write in writes:
+                    write()
+        except _core.SparseGradientError:
+            raise RuntimeError(self._sparse_grad_message()) from None
         return loss
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        # State dicts saved by older versions may lack newer options.
         for group in self.param_groups:
-            for key, value in self.defaults.items():
+            for key, value in self._load_defaults:
                 group.setdefault(key, value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _core
-from ._native import NativeOptimizer, check_flags, check_lr, scalar
+from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
 
 __all__ = ["Adadelta"]
 
@@ -34,6 +34,13 @@ class Adadelta(NativeOptimizer):
     """
 
     _param_shaped_state = ("square_avg", "acc_delta")
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("foreach", None),
+        ("maximize", False),
+        ("differentiable", False),
+        ("capturable", False),
+    )
 
     def __init__(
         self,
@@ -68,13 +75,14 @@ class Adadelta(NativeOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _step_group(self, group) -> None:
-        _core.adadelta_step(
+    def _step_group(self, group, defer: bool):
+        return _core.adadelta_step(
             group["params"],
             self.state,
-            scalar(group["lr"]),
+            lr_value(group["lr"]),
             scalar(group["rho"]),
             scalar(group["eps"]),
             scalar(group["weight_decay"]),
             bool(group["maximize"]),
+            defer,
         )

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import check_step_inputs
 from ._lerp import lerp
+from ._native import lr_value
 from .optimizer import Optimizer
-from .sparse import RowSparseGrad
 
 __all__ = ["Adafactor"]
 
@@ -18,6 +19,17 @@ def _norm(x: np.ndarray) -> float:
     """||x||_2 as a Python float (torch's ``x.norm(2).item()``)."""
     flat = x.reshape(-1)
     return float(np.sqrt(np.dot(flat, flat)))
+
+
+def _state_layout(p: np.ndarray) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Adafactor's state for ``p``: factored second moments for matrices (and batches)."""
+    layout = {"step": ((), np.dtype(np.float32))}
+    if p.ndim > 1:
+        layout["row_var"] = (p.shape[:-1] + (1,), p.dtype)
+        layout["col_var"] = (p.shape[:-2] + (1,) + p.shape[-1:], p.dtype)
+    else:
+        layout["variance"] = (p.shape, p.dtype)
+    return layout
 
 
 class Adafactor(Optimizer):
@@ -100,14 +112,11 @@ class Adafactor(Optimizer):
             group.setdefault("foreach", None)
 
     def _init_state(self, p) -> dict[str, Any]:
+        """The state of ``p``, created as :func:`_state_layout` says on its first step."""
         state = self.state[p]
         if len(state) == 0:
-            state["step"] = np.array(0.0, dtype=np.float32)
-            if p.ndim > 1:
-                state["row_var"] = np.zeros(p.shape[:-1] + (1,), dtype=p.dtype)
-                state["col_var"] = np.zeros(p.shape[:-2] + (1,) + p.shape[-1:], dtype=p.dtype)
-            else:
-                state["variance"] = np.zeros(p.shape, dtype=p.dtype)
+            for key, (shape, dtype) in _state_layout(p).items():
+                state[key] = np.zeros(shape, dtype=dtype)
         return state
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -122,12 +131,13 @@ class Adafactor(Optimizer):
         loss = None
         if closure is not None:
             loss = closure()
+        check_step_inputs(self, "Adafactor", _state_layout)
         for group in self.param_groups:
             self._step_group(group)
         return loss
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        lr = float(group["lr"])
+        lr = lr_value(group["lr"])
         eps1, eps2 = group["eps"]
         d = group["d"]
         beta2_decay = group["beta2_decay"]
@@ -135,10 +145,13 @@ class Adafactor(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if isinstance(p.grad, RowSparseGrad):
-                raise RuntimeError("Adafactor does not support sparse gradients")  # noqa: TRY004
             grad = -p.grad if group["maximize"] else p.grad
             state = self._init_state(p)
+            if p.size == 0:
+                # torch divides by the size (ZeroDivisionError); an empty parameter is
+                # left as every other optimizer leaves it: its step is counted.
+                state["step"] += 1
+                continue
             if eps1 is None:
                 eps1 = float(np.finfo(p.dtype).eps)
             dtype = p.dtype.type

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, check_flags, check_lr, scalar
+from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
 from .sparse import RowSparseGrad
 
 __all__ = ["Adagrad"]
@@ -42,6 +42,13 @@ class Adagrad(NativeOptimizer):
     """
 
     _param_shaped_state = ("sum",)
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("foreach", None),
+        ("maximize", False),
+        ("differentiable", False),
+        ("fused", None),
+    )
 
     def __init__(
         self,
@@ -91,36 +98,45 @@ class Adagrad(NativeOptimizer):
                 state["step"] = np.array(0.0, dtype=np.float32)
                 state["sum"] = np.full(p.shape, initial_accumulator_value, dtype=p.dtype)
 
-    def _step_group(self, group) -> None:
+    def _step_group(self, group, defer: bool):
         options = {
-            "lr": scalar(group["lr"]),
+            "lr": lr_value(group["lr"]),
             "lr_decay": scalar(group["lr_decay"]),
             "eps": scalar(group["eps"]),
             "maximize": bool(group["maximize"]),
         }
-        dense = {
-            "weight_decay": scalar(group["weight_decay"]),
-            "initial_accumulator_value": scalar(self.defaults["initial_accumulator_value"]),
-            **options,
-        }
+        dense = (
+            lr_value(group["lr"]),
+            scalar(group["lr_decay"]),
+            scalar(group["weight_decay"]),
+            scalar(group["eps"]),
+            scalar(self.defaults["initial_accumulator_value"]),
+            bool(group["maximize"]),
+        )
         # The native call takes dense gradients only; it checks every gradient before it
         # writes anything, so a group with row-sparse ones raises there untouched and is
         # then split. Dense groups pay nothing for the sparse path.
         try:
-            _core.adagrad_step(group["params"], self.state, **dense)
-            return
+            return _core.adagrad_step(group["params"], self.state, *dense, defer)
         except TypeError:
             sparse = [p for p in group["params"] if isinstance(p.grad, RowSparseGrad)]
             if not sparse:
                 raise
-        if dense["weight_decay"] != 0:
+        if group["weight_decay"] != 0:
             raise RuntimeError("weight_decay option is not compatible with sparse gradients")
+        positions = [i for i, p in enumerate(group["params"]) if isinstance(p.grad, RowSparseGrad)]
+        _core.sgd_sparse_step(group["params"], positions, 0.0, False, True)  # checks the grads
         for p in sparse:
             self._check_sparse(p)
         params = [p for p in group["params"] if not isinstance(p.grad, RowSparseGrad)]
-        _core.adagrad_step(params, self.state, **dense)
-        for p in sparse:
-            self._sparse_update(p, **options)
+        dense_step = _core.adagrad_step(params, self.state, *dense, True)
+
+        def write() -> None:
+            dense_step()
+            for p in sparse:
+                self._sparse_update(p, **options)
+
+        return write if defer else write()
 
     def _check_sparse(self, p) -> None:
         """Checks a row-sparse grad and the state it will update, writing nothing."""

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import _core
 from ._native import NativeOptimizer, check_adam_family, check_flags, scalar
 
 __all__ = ["Adam"]
+
+
+def _array_lr(group: dict[str, Any], lr: np.ndarray) -> float:
+    """An array ``lr`` as a float, after torch's step-time check of it."""
+    # torch checks again at step time, where a group added later (or one whose foreach
+    # was changed) can pair an array lr with foreach; a group without grads passes.
+    if (
+        group["foreach"]
+        and not group["capturable"]
+        and any(p.grad is not None for p in group["params"])
+    ):
+        raise RuntimeError("lr as a Tensor is not supported for capturable=False and foreach=True")
+    # NumPy 2 refuses float() of a 1-element array that has dimensions, where torch's
+    # float() takes any 1-element tensor.
+    return float(lr.reshape(()))
 
 
 class Adam(NativeOptimizer):
@@ -37,6 +54,16 @@ class Adam(NativeOptimizer):
     """
 
     _param_shaped_state = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("amsgrad", False),
+        ("maximize", False),
+        ("foreach", None),
+        ("capturable", False),
+        ("differentiable", False),
+        ("decoupled_weight_decay", False),
+        ("fused", None),
+    )
     # AdamW inherits this message, as in torch.
     _sparse_grad_error = (
         "Adam does not support sparse gradients, please consider SparseAdam instead"
@@ -58,18 +85,34 @@ class Adam(NativeOptimizer):
         fused=None,
         decoupled_weight_decay=False,
     ) -> None:
+        # torch's checks and their order: an array lr with foreach is refused before lr's
+        # size and value are looked at, and array betas after every range check.
+        if isinstance(lr, np.ndarray) and foreach and not capturable:
+            raise ValueError(
+                "lr as a Tensor is not supported for capturable=False and foreach=True"
+            )
         check_adam_family(lr, betas, eps, weight_decay)
         if not (
             all(isinstance(b, float) for b in betas[:2])
             or all(isinstance(b, np.ndarray) for b in betas[:2])
         ):
             raise ValueError("betas must be either both floats or both Tensors")
+        for i in (0, 1):
+            if isinstance(betas[i], np.ndarray):
+                if foreach and not capturable:
+                    raise ValueError(
+                        f"betas[{i}] as a Tensor is not supported for capturable=False and "
+                        "foreach=True"
+                    )
+                if betas[i].size != 1:
+                    raise ValueError(f"Tensor betas[{i}] must be 1-element")
         check_flags(
             foreach=foreach, fused=fused, capturable=capturable, differentiable=differentiable
         )
         defaults = {
             "lr": lr,
-            "betas": tuple(float(b) for b in betas),
+            # reshape: NumPy 2 refuses float() of a 1-element array that has dimensions.
+            "betas": tuple(float(np.reshape(b, ())) for b in betas),
             "eps": eps,
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
@@ -82,14 +125,17 @@ class Adam(NativeOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _step_group(self, group) -> None:
+    def _step_group(self, group, defer: bool):
         beta1, beta2 = group["betas"]
+        lr = group["lr"]
+        if isinstance(lr, np.ndarray):
+            lr = _array_lr(group, lr)
         # Positional: pybind11 matches keyword arguments by building a str per name per
         # call, about 1 us of a 3.5 us step on a small tensor.
-        _core.adam_step(
+        return _core.adam_step(
             group["params"],
             self.state,
-            scalar(group["lr"]),
+            scalar(lr),
             scalar(beta1),
             scalar(beta2),
             scalar(group["eps"]),
@@ -97,4 +143,5 @@ class Adam(NativeOptimizer):
             bool(group["amsgrad"]),
             bool(group["maximize"]),
             bool(group["decoupled_weight_decay"]),
+            defer,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _core
-from ._native import NativeOptimizer, check_adam_family, check_flags, scalar
+from ._native import NativeOptimizer, check_adam_family, check_flags, lr_value, scalar
 
 __all__ = ["Adamax"]
 
@@ -33,6 +33,13 @@ class Adamax(NativeOptimizer):
     """
 
     _param_shaped_state = ("exp_avg", "exp_inf")
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("foreach", None),
+        ("maximize", False),
+        ("differentiable", False),
+        ("capturable", False),
+    )
 
     def __init__(
         self,
@@ -61,15 +68,16 @@ class Adamax(NativeOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _step_group(self, group) -> None:
+    def _step_group(self, group, defer: bool):
         beta1, beta2 = group["betas"]
-        _core.adamax_step(
+        return _core.adamax_step(
             group["params"],
             self.state,
-            scalar(group["lr"]),
+            lr_value(group["lr"]),
             scalar(beta1),
             scalar(beta2),
             scalar(group["eps"]),
             scalar(group["weight_decay"]),
             bool(group["maximize"]),
+            defer,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _core
-from ._native import NativeOptimizer, check_flags, check_lr, scalar
+from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
 
 __all__ = ["ASGD"]
 
@@ -36,6 +36,13 @@ class ASGD(NativeOptimizer):
     """
 
     _param_shaped_state = ("ax",)
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("foreach", None),
+        ("maximize", False),
+        ("differentiable", False),
+        ("capturable", False),
+    )
     _float32_scalar_state = ("eta", "mu")
 
     def __init__(
@@ -68,14 +75,15 @@ class ASGD(NativeOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _step_group(self, group) -> None:
-        _core.asgd_step(
+    def _step_group(self, group, defer: bool):
+        return _core.asgd_step(
             group["params"],
             self.state,
-            scalar(group["lr"]),
+            lr_value(group["lr"]),
             scalar(group["lambd"]),
             scalar(group["alpha"]),
             scalar(group["t0"]),
             scalar(group["weight_decay"]),
             bool(group["maximize"]),
+            defer,
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._native import check_lr
+from ._native import check_lr, lr_value
 from .optimizer import Optimizer
 from .sparse import RowSparseGrad
 
@@ -167,6 +167,19 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
     return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], ls_func_evals
 
 
+def _loss_float(loss: Any) -> float:
+    """The closure's loss as a float, as torch's ``float(loss)`` of a tensor.
+
+    torch converts a one-element tensor of any shape; NumPy 2 refuses ``float()`` of a
+    one-element array that has dimensions, so arrays go through a 0-d view.
+    """
+    if isinstance(loss, np.ndarray):
+        if loss.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return float(loss.reshape(()))
+    return float(loss)
+
+
 def _as_state_scalar(value: Any) -> Any:
     """A NumPy scalar as a 0-d array (torch keeps a 0-d tensor); Python numbers as they are."""
     return np.asarray(value) if isinstance(value, np.generic) else value
@@ -252,17 +265,89 @@ class LBFGS(Optimizer):
     # ------------------------------------------------- flat views of the params
 
     def _gather_flat_grad(self) -> np.ndarray:
-        """All gradients as one new vector; a None gradient counts as zeros."""
+        """All gradients as one new vector; a None gradient counts as zeros.
+
+        Raises:
+            TypeError: a gradient that is not an array (or RowSparseGrad) of its
+                parameter's dtype.
+            ValueError: one of another shape.
+        """
         views = []
-        for p in self._params:
+        for index, p in enumerate(self._params):
             grad = p.grad
             if grad is None:
                 views.append(np.zeros(p.size, dtype=p.dtype))
-            elif isinstance(grad, RowSparseGrad):
+                continue
+            what = f"the grad of parameter {index}"
+            if not isinstance(grad, (np.ndarray, RowSparseGrad)):
+                raise TypeError(f"{what} must be a numpy.ndarray, got {type(grad).__name__}")
+            if grad.dtype != p.dtype:
+                raise TypeError(
+                    f"{what} has dtype {grad.dtype} but the parameter has dtype {p.dtype}"
+                )
+            if tuple(grad.shape) != p.shape:
+                raise ValueError(
+                    f"{what} has shape {tuple(grad.shape)} but the parameter has shape {p.shape}"
+                )
+            if isinstance(grad, RowSparseGrad):
                 views.append(grad.to_dense().reshape(-1))
             else:
                 views.append(grad.reshape(-1))
         return np.concatenate(views)
+
+    def _check_state(self, state: dict[str, Any], history_size: int) -> None:
+        """Checks a (possibly loaded) state before a step uses it; writes nothing.
+
+        Raises:
+            TypeError: an entry of the wrong type.
+            ValueError: a vector of the wrong size, or histories of different lengths.
+        """
+        numel = sum(p.size for p in self._params)
+
+        def check_vector(key: str, value: Any) -> None:
+            if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
+                raise TypeError(f"LBFGS state['{key}'] must be a float array, got {value!r:.80}")
+            if value.shape != (numel,):
+                raise ValueError(
+                    f"LBFGS state['{key}'] has shape {value.shape}; the parameters have "
+                    f"{numel} elements"
+                )
+
+        def check_number(key: str, value: Any) -> None:
+            if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind == "f":
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise TypeError(f"LBFGS state['{key}'] must be a number, got {value!r:.80}")
+
+        for key in ("func_evals", "n_iter"):
+            value = state.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"LBFGS state['{key}'] must be an int, got {value!r:.80}")
+        if state.get("n_iter", 0) == 0:
+            return  # no search direction or history is used before the first iteration
+        for key in ("d", "prev_flat_grad"):
+            check_vector(key, state.get(key))
+        for key in ("t", "H_diag", "prev_loss"):
+            check_number(key, state.get(key))
+        histories = {key: state.get(key) for key in ("old_dirs", "old_stps", "ro")}
+        for key, value in histories.items():
+            if not isinstance(value, list):
+                raise TypeError(f"LBFGS state['{key}'] must be a list, got {value!r:.80}")
+        if len({len(value) for value in histories.values()}) != 1:
+            raise ValueError("LBFGS state['old_dirs'], ['old_stps'] and ['ro'] differ in length")
+        for key in ("old_dirs", "old_stps"):
+            for vector in histories[key]:
+                check_vector(key, vector)
+        for value in histories["ro"]:
+            check_number("ro", value)
+        if len(histories["old_dirs"]) > history_size:
+            raise ValueError(
+                f"LBFGS state holds {len(histories['old_dirs'])} corrections, more than "
+                f"history_size={history_size}"
+            )
+        al = state.get("al", [None] * history_size)
+        if not isinstance(al, list) or len(al) < history_size:
+            raise ValueError(f"LBFGS state['al'] must be a list of {history_size} entries")
 
     def _add_grad(self, step_size, update: np.ndarray) -> None:
         """p += step_size * update, for each parameter's slice of the flat ``update``."""
@@ -282,7 +367,7 @@ class LBFGS(Optimizer):
 
     def _directional_evaluate(self, closure, x, t, d):
         self._add_grad(t, d)
-        loss = float(closure())
+        loss = _loss_float(closure())
         flat_grad = self._gather_flat_grad()
         self._set_param(x)
         return loss, flat_grad
@@ -304,7 +389,7 @@ class LBFGS(Optimizer):
                 f"Expected exactly one param_group, but got {len(self.param_groups)}"
             )
         group = self.param_groups[0]
-        lr = float(group["lr"])
+        lr = lr_value(group["lr"])
         max_iter = group["max_iter"]
         max_eval = group["max_eval"]
         tolerance_grad = group["tolerance_grad"]
@@ -315,15 +400,17 @@ class LBFGS(Optimizer):
         # LBFGS has only global state; it is kept under the first parameter so that
         # state_dict/load_state_dict handle it like any per-parameter state.
         state = self.state[self._params[0]]
-        state.setdefault("func_evals", 0)
-        state.setdefault("n_iter", 0)
+        self._check_state(state, history_size)
 
         orig_loss = closure()
-        loss = float(orig_loss)
+        loss = _loss_float(orig_loss)
+        # Checks every gradient before the state counts this evaluation.
+        flat_grad = self._gather_flat_grad()
+        state.setdefault("func_evals", 0)
+        state.setdefault("n_iter", 0)
         current_evals = 1
         state["func_evals"] += 1
 
-        flat_grad = self._gather_flat_grad()
         opt_cond = np.max(np.abs(flat_grad)) <= tolerance_grad
         if opt_cond:
             return orig_loss
@@ -410,7 +497,7 @@ class LBFGS(Optimizer):
                 if n_iter != max_iter:
                     # Re-evaluate only if another iteration follows: in a stochastic
                     # setting the last evaluation would be wasted.
-                    loss = float(closure())
+                    loss = _loss_float(closure())
                     flat_grad = self._gather_flat_grad()
                     opt_cond = np.max(np.abs(flat_grad)) <= tolerance_grad
                     ls_func_evals = 1

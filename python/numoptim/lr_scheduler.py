@@ -1224,12 +1224,23 @@ class OneCycleLR(LRScheduler):
             )
         super().__init__(optimizer, last_epoch)
 
-    def _anneal_func(self, start: float, end: float, pct: float) -> float:
-        if self._anneal_func_type == "cos":
-            return anneal_cos(start, end, pct)
-        if self._anneal_func_type == "linear":
-            return anneal_linear(start, end, pct)
-        raise ValueError(f"Unknown _anneal_func_type: {self._anneal_func_type}")
+    def _anneal_func(self, *args: Any, **kwargs: Any) -> float:
+        if hasattr(self, "_anneal_func_type"):
+            if self._anneal_func_type == "cos":
+                return self._annealing_cos(*args, **kwargs)
+            if self._anneal_func_type == "linear":
+                return self._annealing_linear(*args, **kwargs)
+            raise ValueError(f"Unknown _anneal_func_type: {self._anneal_func_type}")
+        # A torch before 2.4 kept the function itself, as ``anneal_func``, and no
+        # ``_anneal_func_type``: a scheduler restored from it without running
+        # ``__init__`` (unpickled, or its state set on a bare object) uses that function,
+        # as torch does. Loaded into a constructed scheduler, whose own strategy is set,
+        # the old entry is ignored, as in torch.
+        return self.anneal_func(*args, **kwargs)
+
+    # torch 2.13's names, which an older torch's ``anneal_func`` refers to.
+    _annealing_cos = staticmethod(anneal_cos)
+    _annealing_linear = staticmethod(anneal_linear)
 
     def get_lr(self) -> list[Any]:
         """Returns the lr of every group; also writes the cycled momentum into the groups.

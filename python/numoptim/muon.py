@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import check_step_inputs
 from ._lerp import lerp
+from ._native import lr_value
 from .optimizer import Optimizer
-from .sparse import RowSparseGrad
 
 __all__ = ["Muon"]
 
@@ -222,21 +223,23 @@ class Muon(Optimizer):
         if closure is not None:
             loss = closure()
         for group in self.param_groups:
+            for p in group["params"]:
+                grad = p.grad
+                if isinstance(grad, np.ndarray) and grad.ndim != 2:
+                    raise ValueError("Param gradient must be a 2D matrix")
+        check_step_inputs(self, "Muon", lambda p: {"momentum_buffer": (p.shape, p.dtype)})
+        for group in self.param_groups:
             self._step_group(group)
         return loss
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        lr = float(group["lr"])
+        lr = lr_value(group["lr"])
         weight_decay = group["weight_decay"]
         momentum = group["momentum"]
         for p in group["params"]:
             grad = p.grad
             if grad is None:
                 continue
-            if isinstance(grad, RowSparseGrad):
-                raise RuntimeError("Muon does not support sparse gradients")  # noqa: TRY004
-            if grad.ndim != 2:
-                raise ValueError("Param gradient must be a 2D matrix")
             state = self.state[p]
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = np.zeros_like(grad)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _core
-from ._native import NativeOptimizer, check_adam_family, check_flags, scalar
+from ._native import NativeOptimizer, check_adam_family, check_flags, lr_value, scalar
 
 __all__ = ["NAdam"]
 
@@ -40,6 +40,14 @@ class NAdam(NativeOptimizer):
     """
 
     _param_shaped_state = ("exp_avg", "exp_avg_sq")
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("maximize", False),
+        ("foreach", None),
+        ("capturable", False),
+        ("differentiable", False),
+        ("decoupled_weight_decay", False),
+    )
     _float32_scalar_state = ("mu_product",)
 
     def __init__(
@@ -75,12 +83,12 @@ class NAdam(NativeOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _step_group(self, group) -> None:
+    def _step_group(self, group, defer: bool):
         beta1, beta2 = group["betas"]
-        _core.nadam_step(
+        return _core.nadam_step(
             group["params"],
             self.state,
-            scalar(group["lr"]),
+            lr_value(group["lr"]),
             scalar(beta1),
             scalar(beta2),
             scalar(group["eps"]),
@@ -88,4 +96,5 @@ class NAdam(NativeOptimizer):
             scalar(group["momentum_decay"]),
             bool(group["maximize"]),
             bool(group["decoupled_weight_decay"]),
+            defer,
         )

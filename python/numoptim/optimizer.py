@@ -95,6 +95,21 @@ def _hook_step(step: Callable) -> Callable:
     return wrapper
 
 
+def _float32_scalar(key: Any, value: Any) -> np.ndarray:
+    """A loaded scalar state entry (``step``, ...) as float32, as torch's tensors.
+
+    Anything that is not a number is refused with torch's errors (TypeError, or
+    ValueError for a string), not turned into NaN.
+    """
+    if isinstance(value, (np.ndarray, np.generic)):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"state[{key!r}] must be numeric, got an array of dtype {value.dtype}")
+        return np.array(value, dtype=np.float32)
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"could not convert string to float: {value!r}")  # noqa: TRY004 (torch)
+    return np.array(float(value), dtype=np.float32)  # TypeError for None, lists, ...
+
+
 class Optimizer:
     """Base class of all optimizers, as ``torch.optim.Optimizer``.
 
@@ -121,9 +136,11 @@ class Optimizer:
         self._patch_step_function()
 
         if isinstance(params, np.ndarray):
+            # torch's words exactly ("Tensors", not "Parameters"): torch's own tests and
+            # user code match this message by regex.
             raise TypeError(
                 "params argument given to the optimizer should be an iterable of "
-                "Parameters or dicts, but got " + _typename(params)
+                "Tensors or dicts, but got " + _typename(params)
             )
         self.state: defaultdict[Parameter, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
@@ -260,7 +277,7 @@ class Optimizer:
     def _cast_state(self, param: Parameter, key: Any, value: Any) -> Any:
         """Copies a loaded state value for ``param``: arrays in the parameter's dtype."""
         if key == "step" or key in self._float32_scalar_state:
-            return np.array(value, dtype=np.float32)  # 0-d float32, as torch's tensors
+            return _float32_scalar(key, value)
         if isinstance(value, np.ndarray):
             cast = np.array(value, dtype=param.dtype, order="C", copy=True)
             if key in self._param_shaped_state and cast.shape != param.shape:

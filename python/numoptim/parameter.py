@@ -29,7 +29,37 @@ def _set_grad(self: Parameter, grad) -> None:
                 f"assigned grad has data of a different size: {grad.shape} "
                 f"(the parameter is {self.shape})"
             )
+        if isinstance(grad, np.ndarray):
+            _check_dense_grad(self, grad)
     self._grad = grad
+
+
+def _check_dense_grad(param: np.ndarray, grad: np.ndarray) -> None:
+    """What the native step would reject in a dense grad, rejected when it is assigned.
+
+    The messages are the step's (cpp/src/group_buffers.cpp), for "the assigned grad".
+    """
+    flags = grad.flags
+    if not flags.c_contiguous:
+        raise ValueError(
+            "the assigned grad is not C-contiguous: numoptim updates arrays in place and "
+            "needs contiguous memory (use np.ascontiguousarray)"
+        )
+    if not flags.aligned:
+        raise ValueError(
+            "the assigned grad is not aligned to its element size (use "
+            "np.require(a, requirements='A'))"
+        )
+    # The step reads grad[k] as it writes param[k]: a grad that overlaps its parameter
+    # at an offset would be read after part of it was overwritten.
+    grad_at = grad.__array_interface__["data"][0]
+    param_at = param.__array_interface__["data"][0]
+    if (
+        grad_at != param_at
+        and grad_at < param_at + param.nbytes
+        and param_at < grad_at + grad.nbytes
+    ):
+        raise ValueError("the assigned grad overlaps the parameter's memory at an offset")
 
 
 class Parameter(np.ndarray):

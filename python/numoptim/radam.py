@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _core
-from ._native import NativeOptimizer, check_adam_family, check_flags, scalar
+from ._native import NativeOptimizer, check_adam_family, check_flags, lr_value, scalar
 
 __all__ = ["RAdam"]
 
@@ -40,6 +40,14 @@ class RAdam(NativeOptimizer):
     """
 
     _param_shaped_state = ("exp_avg", "exp_avg_sq")
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("foreach", None),
+        ("maximize", False),
+        ("differentiable", False),
+        ("decoupled_weight_decay", False),
+        ("capturable", False),
+    )
 
     def __init__(
         self,
@@ -70,16 +78,17 @@ class RAdam(NativeOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _step_group(self, group) -> None:
+    def _step_group(self, group, defer: bool):
         beta1, beta2 = group["betas"]
-        _core.radam_step(
+        return _core.radam_step(
             group["params"],
             self.state,
-            scalar(group["lr"]),
+            lr_value(group["lr"]),
             scalar(beta1),
             scalar(beta2),
             scalar(group["eps"]),
             scalar(group["weight_decay"]),
             bool(group["maximize"]),
             bool(group["decoupled_weight_decay"]),
+            defer,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _core
-from ._native import NativeOptimizer, check_flags, check_lr, scalar
+from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
 
 __all__ = ["RMSprop"]
 
@@ -37,6 +37,15 @@ class RMSprop(NativeOptimizer):
     """
 
     _param_shaped_state = ("square_avg", "momentum_buffer", "grad_avg")
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("momentum", 0),
+        ("centered", False),
+        ("foreach", None),
+        ("maximize", False),
+        ("differentiable", False),
+        ("capturable", False),
+    )
 
     def __init__(
         self,
@@ -76,15 +85,16 @@ class RMSprop(NativeOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _step_group(self, group) -> None:
-        _core.rmsprop_step(
+    def _step_group(self, group, defer: bool):
+        return _core.rmsprop_step(
             group["params"],
             self.state,
-            scalar(group["lr"]),
+            lr_value(group["lr"]),
             scalar(group["alpha"]),
             scalar(group["eps"]),
             scalar(group["weight_decay"]),
             scalar(group["momentum"]),
             bool(group["centered"]),
             bool(group["maximize"]),
+            defer,
         )

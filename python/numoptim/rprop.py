@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _core
-from ._native import NativeOptimizer, check_flags, check_lr, scalar
+from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
 
 __all__ = ["Rprop"]
 
@@ -34,6 +34,13 @@ class Rprop(NativeOptimizer):
     """
 
     _param_shaped_state = ("prev", "step_size")
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("foreach", None),
+        ("maximize", False),
+        ("differentiable", False),
+        ("capturable", False),
+    )
 
     def __init__(
         self,
@@ -62,16 +69,17 @@ class Rprop(NativeOptimizer):
         }
         super().__init__(params, defaults)
 
-    def _step_group(self, group) -> None:
+    def _step_group(self, group, defer: bool):
         etaminus, etaplus = group["etas"]
         step_size_min, step_size_max = group["step_sizes"]
-        _core.rprop_step(
+        return _core.rprop_step(
             group["params"],
             self.state,
-            scalar(group["lr"]),
+            lr_value(group["lr"]),
             scalar(etaminus),
             scalar(etaplus),
             scalar(step_size_min),
             scalar(step_size_max),
             bool(group["maximize"]),
+            defer,
         )

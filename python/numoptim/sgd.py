@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, check_flags, check_lr, scalar
+from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
 from .parameter import Parameter
 
 __all__ = ["SGD"]
@@ -45,6 +45,14 @@ class SGD(NativeOptimizer):
     """
 
     _param_shaped_state = ("momentum_buffer",)
+    # torch's __setstate__ fills these in (see NativeOptimizer._load_defaults).
+    _load_defaults = (
+        ("nesterov", False),
+        ("maximize", False),
+        ("foreach", None),
+        ("differentiable", False),
+        ("fused", False),
+    )
 
     def __init__(
         self,
@@ -81,13 +89,14 @@ class SGD(NativeOptimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, defaults)
 
-    def _step_group(self, group) -> None:
-        lr, momentum = scalar(group["lr"]), scalar(group["momentum"])
+    def _step_group(self, group, defer: bool):
+        lr, momentum = lr_value(group["lr"]), scalar(group["momentum"])
         weight_decay, maximize = scalar(group["weight_decay"]), bool(group["maximize"])
         fused = bool(group.get("fused"))
         try:
             # Positional, as in Adam: keyword arguments cost about 1 us per call in pybind11.
-            sparse = _core.sgd_step(
+            # With row-sparse gradients in the group, the dense step comes back unwritten.
+            dense = _core.sgd_step(
                 group["params"],
                 self.state,
                 lr,
@@ -97,6 +106,7 @@ class SGD(NativeOptimizer):
                 bool(group["nesterov"]),
                 maximize,
                 not fused and weight_decay == 0,  # allow_sparse
+                defer,
             )
         except _core.SparseGradientError:
             # torch's errors for what it cannot do with a sparse gradient; raised before
@@ -106,13 +116,42 @@ class SGD(NativeOptimizer):
             raise RuntimeError(
                 "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
             ) from None
-        if sparse:
-            params = [group["params"][i] for i in sparse]
-            if momentum == 0:
-                _core.sgd_sparse_step(params, lr=lr, maximize=maximize)
-            else:
+        if dense is None or not dense.sparse_grads:
+            return dense
+        positions = list(dense.sparse_grads)
+        # Checks every row-sparse gradient (indices, values, layout) before any write.
+        rows = _core.sgd_sparse_step(group["params"], positions, lr, maximize, True)
+        if momentum == 0:
+            sparse = rows
+        else:
+            params = [group["params"][i] for i in positions]
+            for i, p in zip(positions, params):
+                self._check_momentum_buffer(p, i)
+
+            def sparse() -> None:
                 for p in params:
                     self._sparse_momentum_step(p, group, lr, momentum, maximize)
+
+        def write() -> None:
+            dense()
+            sparse()
+
+        return write if defer else write()
+
+    def _check_momentum_buffer(self, p: Parameter, index: int) -> None:
+        """Checks the momentum buffer a row-sparse step will update, writing nothing."""
+        buf = self.state.get(p, {}).get("momentum_buffer")
+        if buf is None:
+            return
+        what = f"state['momentum_buffer'] of parameter {index}"
+        if not isinstance(buf, np.ndarray):
+            raise TypeError(f"{what} must be a numpy.ndarray, got {type(buf).__name__}")
+        if buf.dtype != p.dtype:
+            raise TypeError(f"{what} has dtype {buf.dtype} but the parameter has dtype {p.dtype}")
+        if buf.shape != p.shape:
+            raise ValueError(f"{what} has shape {buf.shape} but the parameter has shape {p.shape}")
+        if not buf.flags.writeable:
+            raise ValueError(f"{what} is read-only")
 
     def _sparse_momentum_step(
         self, p: Parameter, group, lr: float, momentum: float, maximize: bool

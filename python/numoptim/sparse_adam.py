@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, scalar
+from ._native import NativeOptimizer, lr_value, scalar
 from .parameter import Parameter
 
 __all__ = ["SparseAdam"]
@@ -61,16 +61,17 @@ class SparseAdam(NativeOptimizer):
         # torch rejects sparse and complex parameters here; a numoptim Parameter is
         # always a dense float32 or float64 array, which the base class has checked.
 
-    def _step_group(self, group: dict[str, Any]) -> None:
+    def _step_group(self, group: dict[str, Any], defer: bool):
         beta1, beta2 = group["betas"]
-        _core.sparse_adam_step(
+        return _core.sparse_adam_step(
             group["params"],
             self.state,
-            scalar(group["lr"]),
+            lr_value(group["lr"]),
             scalar(beta1),
             scalar(beta2),
             scalar(group["eps"]),
             bool(group.get("maximize", False)),
+            defer,
         )
 
     def _cast_state(self, param: Parameter, key: Any, value: Any) -> Any:

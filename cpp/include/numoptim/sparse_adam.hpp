@@ -30,8 +30,8 @@ struct SparseAdam {
     T neg_step_size;
   };
   // `step` is the tensor's step count after this step's increment (a Python int in torch).
-  Scalars prepare(long long step) const {
-    const double t = static_cast<double>(step);
+  Scalars prepare(double step) const {
+    const double t = step;
     const double bias_correction1 = 1.0 - std::pow(beta1, t);
     const double bias_correction2 = 1.0 - std::pow(beta2, t);
     const double step_size = lr * std::sqrt(bias_correction2) / bias_correction1;
