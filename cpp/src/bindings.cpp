@@ -28,8 +28,7 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using numoptim::binding::RowSparseEntry;
 using numoptim::binding::StateLayout;
-using numoptim::binding::finish;
-using numoptim::binding::prepare_group;
+using numoptim::binding::step_group;
 using numoptim::binding::PreparedStep;
 
 namespace numoptim::binding {
@@ -104,14 +103,20 @@ py::object sgd_step(py::handle params, py::dict state, double lr, double momentu
                     bool allow_sparse, bool defer) {
   StateLayout layout;
   if (momentum != 0) layout.buffers = {{"momentum_buffer", 0.0}};
-  PreparedStep step = prepare_group<numoptim::SGD>(
+  return step_group<numoptim::SGD>(
       params, state, layout,
       [=](auto zero) {
         return numoptim::SGD<decltype(zero)>{lr, momentum, dampening, weight_decay, nesterov,
                                              maximize};
       },
-      allow_sparse);
-  return finish(std::move(step), defer || !step.sparse_grads.empty());
+      defer, allow_sparse);
+}
+
+// A row-sparse step as the binding returns it: written at once (None), or unwritten.
+py::object defer_or_write(PreparedStep&& step, bool defer) {
+  if (defer) return py::cast(std::move(step));
+  step.write();
+  return py::none();
 }
 
 // Checks the RowSparseGrad of params[k] for each position k in `positions`.
@@ -141,7 +146,7 @@ py::object sgd_sparse_step(py::handle params, const std::vector<std::size_t>& po
           return typename std::decay_t<decltype(rule)>::Scalars{};
         });
   };
-  return finish(std::move(step), defer);
+  return defer_or_write(std::move(step), defer);
 }
 
 // SparseAdam over a group: every parameter with a grad must have a RowSparseGrad.
@@ -172,7 +177,7 @@ py::object sparse_adam_step(py::handle params, py::dict state, double lr, double
         },
         [](const auto& rule, const RowSparseEntry& e) { return rule.prepare(e.step_count); });
   };
-  return finish(std::move(step), defer);
+  return defer_or_write(std::move(step), defer);
 }
 
 py::object adam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
@@ -181,10 +186,10 @@ py::object adam_step(py::handle params, py::dict state, double lr, double beta1,
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
   if (amsgrad) layout.buffers.push_back({"max_exp_avg_sq", 0.0});
-  return finish(prepare_group<numoptim::Adam>(params, state, layout, [=](auto zero) {
+  return step_group<numoptim::Adam>(params, state, layout, [=](auto zero) {
     return numoptim::Adam<decltype(zero)>{lr,      beta1,    beta2,    eps, weight_decay,
                                           amsgrad, maximize, decoupled};
-  }), defer);
+  }, defer);
 }
 
 // Adagrad's state is created in the constructor (python/numoptim/adagrad.py); a
@@ -195,9 +200,9 @@ py::object adagrad_step(py::handle params, py::dict state, double lr, double lr_
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"sum", initial_accumulator_value}};
-  return finish(prepare_group<numoptim::Adagrad>(params, state, layout, [=](auto zero) {
+  return step_group<numoptim::Adagrad>(params, state, layout, [=](auto zero) {
     return numoptim::Adagrad<decltype(zero)>{lr, lr_decay, weight_decay, eps, maximize};
-  }), defer);
+  }, defer);
 }
 
 py::object rmsprop_step(py::handle params, py::dict state, double lr, double alpha, double eps,
@@ -207,10 +212,10 @@ py::object rmsprop_step(py::handle params, py::dict state, double lr, double alp
   layout.buffers = {{"square_avg", 0.0}};
   if (momentum > 0) layout.buffers.push_back({"momentum_buffer", 0.0});
   if (centered) layout.buffers.push_back({"grad_avg", 0.0});
-  return finish(prepare_group<numoptim::RMSprop>(params, state, layout, [=](auto zero) {
+  return step_group<numoptim::RMSprop>(params, state, layout, [=](auto zero) {
     return numoptim::RMSprop<decltype(zero)>{lr,       alpha,    eps, weight_decay,
                                              momentum, centered, maximize};
-  }), defer);
+  }, defer);
 }
 
 py::object adadelta_step(py::handle params, py::dict state, double lr, double rho, double eps,
@@ -218,9 +223,9 @@ py::object adadelta_step(py::handle params, py::dict state, double lr, double rh
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"square_avg", 0.0}, {"acc_delta", 0.0}};
-  return finish(prepare_group<numoptim::Adadelta>(params, state, layout, [=](auto zero) {
+  return step_group<numoptim::Adadelta>(params, state, layout, [=](auto zero) {
     return numoptim::Adadelta<decltype(zero)>{lr, rho, eps, weight_decay, maximize};
-  }), defer);
+  }, defer);
 }
 
 py::object adamax_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
@@ -228,9 +233,9 @@ py::object adamax_step(py::handle params, py::dict state, double lr, double beta
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_inf", 0.0}};
-  return finish(prepare_group<numoptim::Adamax>(params, state, layout, [=](auto zero) {
+  return step_group<numoptim::Adamax>(params, state, layout, [=](auto zero) {
     return numoptim::Adamax<decltype(zero)>{lr, beta1, beta2, eps, weight_decay, maximize};
-  }), defer);
+  }, defer);
 }
 
 py::object nadam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
@@ -239,10 +244,10 @@ py::object nadam_step(py::handle params, py::dict state, double lr, double beta1
   StateLayout layout;
   layout.scalars = {{"step", 0.0}, {"mu_product", 1.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
-  return finish(prepare_group<numoptim::NAdam>(params, state, layout, [=](auto zero) {
+  return step_group<numoptim::NAdam>(params, state, layout, [=](auto zero) {
     return numoptim::NAdam<decltype(zero)>{
         lr, beta1, beta2, eps, weight_decay, momentum_decay, maximize, decoupled};
-  }), defer);
+  }, defer);
 }
 
 py::object radam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
@@ -250,10 +255,10 @@ py::object radam_step(py::handle params, py::dict state, double lr, double beta1
   StateLayout layout;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
-  return finish(prepare_group<numoptim::RAdam>(params, state, layout, [=](auto zero) {
+  return step_group<numoptim::RAdam>(params, state, layout, [=](auto zero) {
     return numoptim::RAdam<decltype(zero)>{lr,           beta1,    beta2,    eps,
                                            weight_decay, maximize, decoupled};
-  }), defer);
+  }, defer);
 }
 
 py::object asgd_step(py::handle params, py::dict state, double lr, double lambd, double alpha,
@@ -262,9 +267,9 @@ py::object asgd_step(py::handle params, py::dict state, double lr, double lambd,
   // eta starts at the group's lr (rounded to float32, as torch's 0-d tensor).
   layout.scalars = {{"step", 0.0}, {"eta", lr}, {"mu", 1.0}};
   layout.buffers = {{"ax", 0.0}};
-  return finish(prepare_group<numoptim::ASGD>(params, state, layout, [=](auto zero) {
+  return step_group<numoptim::ASGD>(params, state, layout, [=](auto zero) {
     return numoptim::ASGD<decltype(zero)>{lr, lambd, alpha, t0, weight_decay, maximize};
-  }), defer);
+  }, defer);
 }
 
 py::object rprop_step(py::handle params, py::dict state, double lr, double etaminus, double etaplus,
@@ -273,10 +278,10 @@ py::object rprop_step(py::handle params, py::dict state, double lr, double etami
   layout.scalars = {{"step", 0.0}};
   // The step sizes start at the group's lr when the state is created.
   layout.buffers = {{"prev", 0.0}, {"step_size", lr}};
-  return finish(prepare_group<numoptim::Rprop>(params, state, layout, [=](auto zero) {
+  return step_group<numoptim::Rprop>(params, state, layout, [=](auto zero) {
     return numoptim::Rprop<decltype(zero)>{etaminus, etaplus, step_size_min, step_size_max,
                                            maximize};
-  }), defer);
+  }, defer);
 }
 
 std::string compiler() {

@@ -75,6 +75,7 @@ struct Entry {
   std::array<py::object, 6> buffers;  // state buffers in layout order
   std::array<py::object, 4> scalars;  // 0-d float32 state in layout order
   bool fresh;                         // no state yet: this is the parameter's first step
+  std::size_t nbytes;                 // of the parameter, and so of its grad
 };
 
 // The data pointer of a checked array.
@@ -101,8 +102,8 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
 bool shares_memory(const std::vector<Entry>& entries);
 
 // The writing half of a step whose checks have passed: creates the missing state and
-// runs the rule. The binding either runs it at once or returns it to Python unrun, so
-// that an optimizer checks all its parameter groups before it writes any of them.
+// runs the rule. A binding returns it to Python unrun when asked to (`defer`), so that
+// an optimizer checks all its parameter groups before it writes any of them.
 struct PreparedStep {
   std::function<void()> write;
   std::vector<std::size_t> sparse_grads;  // SGD: parameters left to the row-sparse path
@@ -138,47 +139,54 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
   return out;
 }
 
-// Checks a group for `Rule<T>` (float32 and float64 tensors) and returns the step that
-// writes it. `make_rule` builds the rule for one dtype, make_rule(T{}) -> Rule<T>; it is
-// kept in the returned step, so it must hold its values, not references.
-// `sparse_grads`: as collect(); the positions end up in the step's sparse_grads.
+// Creates the missing state of a checked group and runs `Rule<T>` over its float32 and
+// float64 tensors. `make_rule` builds the rule for one dtype: make_rule(T{}) -> Rule<T>.
 template <template <class> class Rule, class MakeRule>
-PreparedStep prepare_group(py::handle params, py::dict state, const StateLayout& layout,
-                           MakeRule make_rule, bool allow_sparse = false) {
-  PreparedStep step;
-  std::vector<Entry> entries =
-      collect(params, state, layout, allow_sparse ? &step.sparse_grads : nullptr);
-  if (entries.empty()) {
-    step.write = [] {};
-    return step;
-  }
-  const bool serial = shares_memory(entries);
-  step.write = [entries = std::move(entries), state, layout, make_rule, serial]() mutable {
-    create_state(entries, state, layout);
-    auto run = [&](auto zero) {
-      using T = decltype(zero);
-      using R = Rule<T>;
-      const R rule = make_rule(zero);
-      Gathered<T, R::num_buffers> g = gather<T, R::num_buffers>(entries, layout);
-      if (g.tensors.sizes.empty()) return;
-      std::vector<typename R::Scalars> scalars;
-      scalars.reserve(g.fresh.size());
-      for (std::size_t t = 0; t < g.fresh.size(); ++t)
-        scalars.push_back(rule.prepare(g.scalar_state[t].data(), g.fresh[t]));
-      const int threads = serial ? 1 : num_threads();
-      const Isa isa = active_isa();
-      py::gil_scoped_release release;
-      run_multi_tensor(rule, scalars, g.tensors, threads, isa);
-    };
-    run(float{});
-    run(double{});
+void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout& layout,
+                 const MakeRule& make_rule, bool serial) {
+  if (entries.empty()) return;
+  create_state(entries, state, layout);
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    using R = Rule<T>;
+    const R rule = make_rule(zero);
+    Gathered<T, R::num_buffers> g = gather<T, R::num_buffers>(entries, layout);
+    if (g.tensors.sizes.empty()) return;
+    std::vector<typename R::Scalars> scalars;
+    scalars.reserve(g.fresh.size());
+    for (std::size_t t = 0; t < g.fresh.size(); ++t)
+      scalars.push_back(rule.prepare(g.scalar_state[t].data(), g.fresh[t]));
+    const int threads = serial ? 1 : num_threads();
+    const Isa isa = active_isa();
+    py::gil_scoped_release release;
+    run_multi_tensor(rule, scalars, g.tensors, threads, isa);
   };
-  return step;
+  run(float{});
+  run(double{});
 }
 
-// A prepared step as the binding returns it: None once written (`defer` false), or the
-// PreparedStep for Python to call after it has checked its other groups.
-py::object finish(PreparedStep&& step, bool defer);
+// One group's step: checks everything, then writes at once and returns None, or, with
+// `defer` (or row-sparse gradients left to Python, when `allow_sparse`), returns the
+// PreparedStep unwritten. The deferred step keeps `make_rule`, so it must hold values,
+// not references.
+template <template <class> class Rule, class MakeRule>
+py::object step_group(py::handle params, py::dict state, const StateLayout& layout,
+                      const MakeRule& make_rule, bool defer, bool allow_sparse = false) {
+  std::vector<std::size_t> sparse_grads;
+  std::vector<Entry> entries =
+      collect(params, state, layout, allow_sparse ? &sparse_grads : nullptr);
+  const bool serial = shares_memory(entries);
+  if (!defer && sparse_grads.empty()) {
+    write_group<Rule>(entries, state, layout, make_rule, serial);
+    return py::none();
+  }
+  PreparedStep step;
+  step.write = [entries = std::move(entries), state, layout, make_rule, serial]() mutable {
+    write_group<Rule>(entries, state, layout, make_rule, serial);
+  };
+  step.sparse_grads = std::move(sparse_grads);
+  return py::cast(std::move(step));
+}
 
 // ------------------------------------------------------------ row-sparse gradients
 
