@@ -10,23 +10,10 @@ import sys
 
 import numoptim
 import numpy as np
+from registry import ELEMENTWISE  # this script's folder is on sys.path
 
 numoptim.set_num_threads(2)
-names = [
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-    "RMSprop",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "ASGD",
-    "Rprop",
-    "Adafactor",
-    "Muon",
-]
+names = [*ELEMENTWISE, "Adafactor", "Muon"]
 for name in names:
     for dtype in (np.float32, np.float64):
         params = [

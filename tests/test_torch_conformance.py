@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from numoptim import Parameter
 from numoptim.lr_scheduler import OneCycleLR
+from registry import ELEMENTWISE
 
 # --------------------------------------------------------------------------------------
 # A params argument that is a single array, not an iterable of them.
@@ -269,20 +270,7 @@ def test_lbfgs_one_element_loss_as_torch(line_search_fn):
 # The keys of param_groups after load_state_dict.
 # --------------------------------------------------------------------------------------
 
-NATIVE = [
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-    "RMSprop",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "ASGD",
-    "Rprop",
-    "SparseAdam",
-]
+NATIVE = [*ELEMENTWISE, "SparseAdam"]
 
 
 def test_sparse_adam_groups_keep_their_keys_after_a_load():
@@ -410,24 +398,7 @@ def test_one_cycle_older_state_as_torch(onto_bare):
     np.testing.assert_allclose(ours, theirs, rtol=1e-14)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "SGD",
-        "Adam",
-        "AdamW",
-        "Adagrad",
-        "RMSprop",
-        "Adadelta",
-        "Adamax",
-        "NAdam",
-        "RAdam",
-        "ASGD",
-        "Rprop",
-        "Adafactor",
-        "Muon",
-    ],
-)
+@pytest.mark.parametrize("name", [*ELEMENTWISE, "Adafactor", "Muon"])
 @pytest.mark.parametrize("lr", [np.array([0.01]), np.array([[0.01]]), np.array(0.01)])
 def test_a_one_element_array_lr_steps_as_the_same_float(name, lr):
     # torch takes any one-element tensor as lr; NumPy 2's float() takes only 0-d arrays.
