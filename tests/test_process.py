@@ -112,6 +112,10 @@ def test_lbfgs_float32_does_not_depend_on_the_blas_kernel():
     # machines. Forcing different kernels here must change nothing.
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc/cpuinfo")
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        # Some machines pin OpenBLAS's kernel because its choice for their CPU is broken;
+        # the pin stays.
+        pytest.skip("OPENBLAS_CORETYPE is set: this machine pins OpenBLAS's kernel")
     core_types = ["Nehalem"] + (["Haswell"] if _cpu_has_avx2() else [])
     outputs = []
     for core in core_types:
