@@ -14,10 +14,13 @@
 #include <cmath>
 #include <cstddef>
 
+#include "numoptim/storage.hpp"
+
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct Adadelta {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, square_avg (v), acc_delta (u).
   static constexpr std::size_t num_buffers = 4;
   // Scalar state: step.
@@ -32,24 +35,24 @@ struct Adadelta {
     return {};
   }
 
-  void update(const Scalars& /*s*/, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict v = buffers[2];
-    T* __restrict u = buffers[3];
+  void update(const Scalars& /*s*/, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict v = buffers[2];
+    S* __restrict u = buffers[3];
     const T wd = T(weight_decay), r = T(rho), one_minus_r = T(1.0 - rho);
     const T epsilon = T(eps), neg_lr = T(-lr);
     const bool decay = weight_decay != 0;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = maximize ? -grad[i] : grad[i];
-      if (decay) g = g + wd * p[i];
-      const T v_new = v[i] * r + one_minus_r * g * g;
-      v[i] = v_new;
+      T g = maximize ? -load(grad[i]) : load(grad[i]);
+      if (decay) g = g + wd * load(p[i]);
+      const T v_new = load(v[i]) * r + one_minus_r * g * g;
+      store(v[i], v_new);
       const T std_dev = std::sqrt(v_new + epsilon);
       const T delta = std::sqrt(u[i] + epsilon) / std_dev * g;
-      u[i] = u[i] * r + one_minus_r * delta * delta;
-      p[i] = p[i] + neg_lr * delta;
+      store(u[i], load(u[i]) * r + one_minus_r * delta * delta);
+      store(p[i], load(p[i]) + neg_lr * delta);
     }
   }
 };

@@ -14,10 +14,13 @@
 #include <cmath>
 #include <cstddef>
 
+#include "numoptim/storage.hpp"
+
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct Adagrad {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, sum.
   static constexpr std::size_t num_buffers = 3;
   // Scalar state: step.
@@ -36,20 +39,20 @@ struct Adagrad {
     return {T(-clr)};
   }
 
-  void update(const Scalars& s, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict sum = buffers[2];
+  void update(const Scalars& s, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict sum = buffers[2];
     const T wd = T(weight_decay), epsilon = T(eps);
     const bool decay = weight_decay != 0;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = maximize ? -grad[i] : grad[i];
-      if (decay) g = g + wd * p[i];
-      const T sum_new = sum[i] + g * g;
-      sum[i] = sum_new;
+      T g = maximize ? -load(grad[i]) : load(grad[i]);
+      if (decay) g = g + wd * load(p[i]);
+      const T sum_new = load(sum[i]) + g * g;
+      store(sum[i], sum_new);
       const T std_dev = std::sqrt(sum_new) + epsilon;
-      p[i] = p[i] + s.neg_clr * g / std_dev;
+      store(p[i], load(p[i]) + s.neg_clr * g / std_dev);
     }
   }
 };

@@ -17,11 +17,13 @@
 #include <cstddef>
 
 #include "numoptim/multi_tensor.hpp"
+#include "numoptim/storage.hpp"
 
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct Adam {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (only read when amsgrad).
   static constexpr std::size_t num_buffers = 5;
   // Scalar state: step.
@@ -44,7 +46,7 @@ struct Adam {
   // One loop per (amsgrad, L2) setting: GCC 12 vectorizes none of the loops that
   // branch on them inside. maximize and the decoupled decay need no branch: a sign of
   // -1 and a factor of 1 are exact.
-  void update(const Scalars& s, T* const* buffers, std::size_t n) const {
+  void update(const Scalars& s, S* const* buffers, std::size_t n) const {
     const bool l2 = weight_decay != 0 && !decoupled;
     if (amsgrad)
       l2 ? loop<true, true>(s, buffers, n) : loop<true, false>(s, buffers, n);
@@ -53,12 +55,12 @@ struct Adam {
   }
 
   template <bool AmsGrad, bool L2>
-  void loop(const Scalars& s, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict m = buffers[2];
-    T* __restrict v = buffers[3];
-    T* __restrict v_max = buffers[4];
+  void loop(const Scalars& s, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict m = buffers[2];
+    S* __restrict v = buffers[3];
+    S* __restrict v_max = buffers[4];
     const bool shrink = weight_decay != 0 && decoupled;
     const T sign = maximize ? T(-1) : T(1);
     const T wd = T(weight_decay), decay_factor = shrink ? T(1.0 - lr * weight_decay) : T(1);
@@ -67,20 +69,20 @@ struct Adam {
     const bool small_weight1 = std::abs(1.0 - beta1) < 0.5;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = sign * grad[i];
-      const T param = p[i] * decay_factor;
+      T g = sign * load(grad[i]);
+      const T param = load(p[i]) * decay_factor;
       if constexpr (L2) g = g + wd * param;
       const T m_new = lerp(m[i], g, weight1, small_weight1);
-      const T v_new = v[i] * b2 + one_minus_b2 * g * g;
-      m[i] = m_new;
-      v[i] = v_new;
+      const T v_new = load(v[i]) * b2 + one_minus_b2 * g * g;
+      store(m[i], m_new);
+      store(v[i], v_new);
       T v_hat = v_new;
       if constexpr (AmsGrad) {
         v_hat = maximum(v_max[i], v_new);
-        v_max[i] = v_hat;
+        store(v_max[i], v_hat);
       }
       const T denom = std::sqrt(v_hat) / s.bias_correction2_sqrt + epsilon;
-      p[i] = param + s.neg_step_size * m_new / denom;
+      store(p[i], param + s.neg_step_size * m_new / denom);
     }
   }
 };

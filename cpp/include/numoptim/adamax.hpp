@@ -14,11 +14,13 @@
 #include <cstddef>
 
 #include "numoptim/multi_tensor.hpp"
+#include "numoptim/storage.hpp"
 
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct Adamax {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, exp_avg (m), exp_inf (u).
   static constexpr std::size_t num_buffers = 4;
   // Scalar state: step.
@@ -37,24 +39,24 @@ struct Adamax {
     return {T(-(lr / bias_correction))};
   }
 
-  void update(const Scalars& s, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict m = buffers[2];
-    T* __restrict u = buffers[3];
+  void update(const Scalars& s, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict m = buffers[2];
+    S* __restrict u = buffers[3];
     const T wd = T(weight_decay), weight1 = T(1.0 - beta1), b2 = T(beta2);
     const T epsilon = T(eps);
     const bool small_weight1 = std::abs(1.0 - beta1) < 0.5;
     const bool decay = weight_decay != 0;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = maximize ? -grad[i] : grad[i];
-      if (decay) g = g + wd * p[i];
+      T g = maximize ? -load(grad[i]) : load(grad[i]);
+      if (decay) g = g + wd * load(p[i]);
       const T m_new = lerp(m[i], g, weight1, small_weight1);
-      m[i] = m_new;
+      store(m[i], m_new);
       const T u_new = maximum(u[i] * b2, std::abs(g) + epsilon);
-      u[i] = u_new;
-      p[i] = p[i] + s.neg_clr * m_new / u_new;
+      store(u[i], u_new);
+      store(p[i], load(p[i]) + s.neg_clr * m_new / u_new);
     }
   }
 };

@@ -16,10 +16,13 @@
 #include <cmath>
 #include <cstddef>
 
+#include "numoptim/storage.hpp"
+
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct ASGD {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, ax.
   static constexpr std::size_t num_buffers = 3;
   // Scalar state: step, eta, mu.
@@ -43,19 +46,19 @@ struct ASGD {
     return {T(1.0 - lambd * eta), T(-eta), T(mu), mu != 1.0f};
   }
 
-  void update(const Scalars& s, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict ax = buffers[2];
+  void update(const Scalars& s, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict ax = buffers[2];
     const T wd = T(weight_decay);
     const bool decay = weight_decay != 0, average = s.average;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = maximize ? -grad[i] : grad[i];
-      if (decay) g = g + wd * p[i];
-      const T param = p[i] * s.decay_factor + s.neg_eta * g;
-      p[i] = param;
-      ax[i] = average ? ax[i] + (param - ax[i]) * s.mu : param;
+      T g = maximize ? -load(grad[i]) : load(grad[i]);
+      if (decay) g = g + wd * load(p[i]);
+      const T param = load(p[i]) * s.decay_factor + s.neg_eta * g;
+      store(p[i], param);
+      store(ax[i], average ? load(ax[i]) + (param - load(ax[i])) * s.mu : param);
     }
   }
 };

@@ -22,11 +22,13 @@
 #include <cstddef>
 
 #include "numoptim/multi_tensor.hpp"
+#include "numoptim/storage.hpp"
 
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct NAdam {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, exp_avg, exp_avg_sq.
   static constexpr std::size_t num_buffers = 4;
   // Scalar state: step, mu_product.
@@ -55,18 +57,18 @@ struct NAdam {
   // The weight decay mode is a template argument so that the loop has no condition
   // around a floating-point operation: GCC will not if-convert one (it might trap) and
   // then leaves the whole loop scalar.
-  void update(const Scalars& s, T* const* buffers, std::size_t n) const {
+  void update(const Scalars& s, S* const* buffers, std::size_t n) const {
     if (weight_decay == 0) return loop<false, false>(s, buffers, n);
     if (decoupled) return loop<false, true>(s, buffers, n);
     loop<true, false>(s, buffers, n);
   }
 
   template <bool L2, bool Shrink>
-  void loop(const Scalars& s, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict m = buffers[2];
-    T* __restrict v = buffers[3];
+  void loop(const Scalars& s, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict m = buffers[2];
+    S* __restrict v = buffers[3];
     const T wd = T(weight_decay), decay_factor = T(1.0 - lr * weight_decay);
     const T weight1 = T(1.0 - beta1), b2 = T(beta2), one_minus_b2 = T(1.0 - beta2);
     const T epsilon = T(eps);
@@ -78,17 +80,17 @@ struct NAdam {
             exp_avg_coefficient = s.exp_avg_coefficient;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = negate ? -grad[i] : grad[i];
-      T param = p[i];
+      T g = negate ? -load(grad[i]) : load(grad[i]);
+      T param = load(p[i]);
       if (Shrink) param = param * decay_factor;
       if (L2) g = g + wd * param;
       const T m_new = lerp(m[i], g, weight1, small_weight1);
-      const T v_new = v[i] * b2 + one_minus_b2 * g * g;
-      m[i] = m_new;
-      v[i] = v_new;
+      const T v_new = load(v[i]) * b2 + one_minus_b2 * g * g;
+      store(m[i], m_new);
+      store(v[i], v_new);
       const T denom = std::sqrt(v_new / bias_correction2) + epsilon;
       param = param + grad_coefficient * g / denom;
-      p[i] = param + exp_avg_coefficient * m_new / denom;
+      store(p[i], param + exp_avg_coefficient * m_new / denom);
     }
   }
 };

@@ -22,11 +22,13 @@
 #include <cstddef>
 
 #include "numoptim/multi_tensor.hpp"
+#include "numoptim/storage.hpp"
 
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct RMSprop {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, square_avg, then momentum_buffer when momentum > 0, then
   // grad_avg when centered (each optional buffer is present only when used, so
   // grad_avg is buffer 3 without momentum and buffer 4 with it).
@@ -43,7 +45,7 @@ struct RMSprop {
     return {};
   }
 
-  void update(const Scalars& /*s*/, T* const* buffers, std::size_t n) const {
+  void update(const Scalars& /*s*/, S* const* buffers, std::size_t n) const {
     // The optional buffers are read and written only under their option, and GCC does
     // not unswitch such a loop by itself: each combination gets its own instance of
     // the loop, so that every one of them vectorizes.
@@ -57,38 +59,38 @@ struct RMSprop {
 
  private:
   template <bool UseMomentum, bool Centered>
-  void loop(T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict v = buffers[2];
-    T* __restrict buf = UseMomentum ? buffers[3] : nullptr;
-    T* __restrict g_avg = Centered ? buffers[UseMomentum ? 4 : 3] : nullptr;
+  void loop(S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict v = buffers[2];
+    S* __restrict buf = UseMomentum ? buffers[3] : nullptr;
+    S* __restrict g_avg = Centered ? buffers[UseMomentum ? 4 : 3] : nullptr;
     const T wd = T(weight_decay), a = T(alpha), one_minus_a = T(1.0 - alpha);
     const T epsilon = T(eps), mom = T(momentum), neg_lr = T(-lr);
     const bool small_weight = std::abs(1.0 - alpha) < 0.5, decay = weight_decay != 0;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = maximize ? -grad[i] : grad[i];
-      if (decay) g = std::fma(wd, p[i], g);
-      const T v_new = std::fma(one_minus_a * g, g, v[i] * a);
-      v[i] = v_new;
+      T g = maximize ? -load(grad[i]) : load(grad[i]);
+      if (decay) g = std::fma(wd, load(p[i]), g);
+      const T v_new = std::fma(one_minus_a * g, g, load(v[i]) * a);
+      store(v[i], v_new);
       T avg;
       if (Centered) {
-        const T start = g_avg[i];
+        const T start = load(g_avg[i]);
         const T ga = small_weight ? std::fma(one_minus_a, g - start, start)
                                   : std::fma(-(g - start), a, g);
-        g_avg[i] = ga;
+        store(g_avg[i], ga);
         avg = std::sqrt(std::fma(-ga, ga, v_new));
       } else {
         avg = std::sqrt(v_new);
       }
       avg = avg + epsilon;
       if (UseMomentum) {
-        const T b = buf[i] * mom + g / avg;
-        buf[i] = b;
-        p[i] = std::fma(neg_lr, b, p[i]);
+        const T b = load(buf[i]) * mom + g / avg;
+        store(buf[i], b);
+        store(p[i], std::fma(neg_lr, b, load(p[i])));
       } else {
-        p[i] = p[i] + neg_lr * g / avg;
+        store(p[i], load(p[i]) + neg_lr * g / avg);
       }
     }
   }

@@ -15,10 +15,13 @@
 
 #include <cstddef>
 
+#include "numoptim/storage.hpp"
+
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct Rprop {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, prev, step_size.
   static constexpr std::size_t num_buffers = 4;
   // Scalar state: step (counted, not used).
@@ -36,26 +39,26 @@ struct Rprop {
   // torch.sign: 0 for zeros and NaN.
   static T sign(T x) { return T(T(0) < x) - T(x < T(0)); }
 
-  void update(const Scalars& /*s*/, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict prev = buffers[2];
-    T* __restrict step_size = buffers[3];
+  void update(const Scalars& /*s*/, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict prev = buffers[2];
+    S* __restrict step_size = buffers[3];
     const T plus = T(etaplus), minus = T(etaminus), lo = T(step_size_min),
             hi = T(step_size_max);
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = maximize ? -grad[i] : grad[i];
-      const T direction = sign(g * prev[i]);
+      T g = maximize ? -load(grad[i]) : load(grad[i]);
+      const T direction = sign(g * load(prev[i]));
       const T factor = direction > T(0) ? plus : direction < T(0) ? minus : T(1);
-      T size = step_size[i] * factor;
+      T size = load(step_size[i]) * factor;
       // torch.clamp: NaN stays NaN (a comparison with NaN is false, so it passes through).
       size = size < lo ? lo : size;
       size = size > hi ? hi : size;
-      step_size[i] = size;
+      store(step_size[i], size);
       if (direction < T(0)) g = T(0);
-      p[i] = p[i] + -sign(g) * size;
-      prev[i] = g;
+      store(p[i], load(p[i]) + -sign(g) * size);
+      store(prev[i], g);
     }
   }
 };

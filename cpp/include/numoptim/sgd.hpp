@@ -15,10 +15,13 @@
 
 #include <cstddef>
 
+#include "numoptim/storage.hpp"
+
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct SGD {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, momentum_buffer (absent when momentum == 0).
   static constexpr std::size_t num_buffers = 3;
   static constexpr std::size_t num_scalar_state = 0;
@@ -36,28 +39,29 @@ struct SGD {
     return {T(momentum), T(1.0 - dampening)};
   }
 
-  void update(const Scalars& s, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict buf = buffers[2];
+  void update(const Scalars& s, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict buf = buffers[2];
     const T wd = T(weight_decay), neg_lr = T(-lr), mom = T(momentum);
     const bool use_momentum = momentum != 0, decay = weight_decay != 0;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      T g = maximize ? -grad[i] : grad[i];
-      if (decay) g = g + wd * p[i];
+      T g = maximize ? -load(grad[i]) : load(grad[i]);
+      if (decay) g = g + wd * load(p[i]);
       if (use_momentum) {
-        const T b = buf[i] * s.momentum + s.one_minus_dampening * g;
-        buf[i] = b;
+        const T b = load(buf[i]) * s.momentum + s.one_minus_dampening * g;
+        store(buf[i], b);
         g = nesterov ? g + mom * b : b;
       }
-      p[i] = p[i] + neg_lr * g;
+      store(p[i], load(p[i]) + neg_lr * g);
     }
   }
 };
 
-template <class T>
+template <class S>
 struct SGDRows {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param row, gradient row.
   static constexpr std::size_t num_buffers = 2;
 
@@ -66,14 +70,14 @@ struct SGDRows {
 
   struct Scalars {};
 
-  void update(const Scalars& /*s*/, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
+  void update(const Scalars& /*s*/, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
     const T neg_lr = T(-lr);
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      const T g = maximize ? -grad[i] : grad[i];
-      p[i] = p[i] + neg_lr * g;
+      const T g = maximize ? -load(grad[i]) : load(grad[i]);
+      store(p[i], load(p[i]) + neg_lr * g);
     }
   }
 };

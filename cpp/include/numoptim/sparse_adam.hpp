@@ -16,10 +16,13 @@
 #include <cmath>
 #include <cstddef>
 
+#include "numoptim/storage.hpp"
+
 namespace numoptim {
 
-template <class T>
+template <class S>
 struct SparseAdam {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param row, gradient row, exp_avg row, exp_avg_sq row.
   static constexpr std::size_t num_buffers = 4;
 
@@ -38,21 +41,21 @@ struct SparseAdam {
     return {T(-step_size)};
   }
 
-  void update(const Scalars& s, T* const* buffers, std::size_t n) const {
-    T* __restrict p = buffers[0];
-    const T* __restrict grad = buffers[1];
-    T* __restrict m = buffers[2];
-    T* __restrict v = buffers[3];
+  void update(const Scalars& s, S* const* buffers, std::size_t n) const {
+    S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict m = buffers[2];
+    S* __restrict v = buffers[3];
     const T weight1 = T(1.0 - beta1), weight2 = T(1.0 - beta2), epsilon = T(eps);
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      const T g = maximize ? -grad[i] : grad[i];
-      const T m_old = m[i], v_old = v[i];
+      const T g = maximize ? -load(grad[i]) : load(grad[i]);
+      const T m_old = load(m[i]), v_old = load(v[i]);
       const T m_new = m_old + (g - m_old) * weight1;
       const T v_new = v_old + (g * g - v_old) * weight2;
-      m[i] = m_new;
-      v[i] = v_new;
-      p[i] = p[i] + s.neg_step_size * (m_new / (std::sqrt(v_new) + epsilon));
+      store(m[i], m_new);
+      store(v[i], v_new);
+      store(p[i], load(p[i]) + s.neg_step_size * (m_new / (std::sqrt(v_new) + epsilon)));
     }
   }
 };
