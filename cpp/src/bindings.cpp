@@ -348,6 +348,38 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_simd_level", [] { return numoptim::isa_name(numoptim::cpu_isa()); });
   m.def("openmp_version", [] { return static_cast<int>(_OPENMP); });
   m.def("compiler", &compiler);
+  // The storage conversions, for tests: float32 values rounded to float16/bfloat16 bits,
+  // and such bits read back as float32 (cpp/include/numoptim/storage.hpp).
+  m.def(
+      "_to_storage_bits",
+      [](py::array_t<float, py::array::c_style> values, const std::string& dtype) {
+        py::array_t<std::uint16_t> out(values.size());
+        auto* bits = out.mutable_data();
+        for (py::ssize_t i = 0; i < values.size(); ++i) {
+          if (dtype == "float16") {
+            numoptim::float16 h;
+            numoptim::store(h, values.data()[i]);
+            bits[i] = h.bits;
+          } else {
+            numoptim::bfloat16 b;
+            numoptim::store(b, values.data()[i]);
+            bits[i] = b.bits;
+          }
+        }
+        return out;
+      },
+      "values"_a, "dtype"_a);
+  m.def(
+      "_from_storage_bits",
+      [](py::array_t<std::uint16_t, py::array::c_style> bits, const std::string& dtype) {
+        py::array_t<float> out(bits.size());
+        for (py::ssize_t i = 0; i < bits.size(); ++i)
+          out.mutable_data()[i] = dtype == "float16"
+                                      ? numoptim::load(numoptim::float16{bits.data()[i]})
+                                      : numoptim::load(numoptim::bfloat16{bits.data()[i]});
+        return out;
+      },
+      "bits"_a, "dtype"_a);
   m.attr("__version__") = NUMOPTIM_VERSION;
   numoptim::binding::register_bench(m);
 }

@@ -33,7 +33,16 @@ bool same_dtype(const py::array& a, const py::array& b) {
   return x == y || py::detail::npy_api::get().PyArray_EquivTypes_(x, y);
 }
 
+// Row-sparse gradients are stepped in float32 and float64 only.
 bool is_float_array(const py::array& a) { return has_dtype<float>(a) || has_dtype<double>(a); }
+
+std::size_t item_size(Storage storage) {
+  switch (storage) {
+    case Storage::float64: return 8;
+    case Storage::float32: return 4;
+    default: return 2;
+  }
+}
 
 // The bytes an array spans, as addresses (comparable whichever arrays they belong to).
 struct Span {
@@ -130,6 +139,35 @@ PyObject* key_object(const char* key) {
   return str;
 }
 
+template <>
+PyObject* dtype_object<float16>() {
+  static PyObject* const dtype = py::dtype("float16").release().ptr();
+  return dtype;
+}
+
+template <>
+PyObject* dtype_object<bfloat16>() {
+  static PyObject* const dtype = []() -> PyObject* {
+    try {
+      return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16"))
+          .release()
+          .ptr();
+    } catch (py::error_already_set& error) {
+      if (!error.matches(PyExc_ImportError)) throw;
+      return nullptr;  // without ml_dtypes there are no bfloat16 arrays to step
+    }
+  }();
+  return dtype;
+}
+
+Storage storage_of_array(const py::array& a) {
+  if (has_dtype<float>(a)) return Storage::float32;
+  if (has_dtype<double>(a)) return Storage::float64;
+  if (has_dtype<float16>(a)) return Storage::float16;
+  if (has_dtype<bfloat16>(a)) return Storage::bfloat16;
+  return Storage::none;
+}
+
 std::string describe(py::handle obj) {
   if (py::isinstance<py::array>(obj)) {
     py::array a = py::reinterpret_borrow<py::array>(obj);
@@ -169,9 +207,10 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
       throw py::type_error("optimizer can only optimize Parameters, but " + name.str() +
                            " is " + describe(p));
     const auto param = py::reinterpret_borrow<py::array>(p);
-    if (!is_float_array(param))
-      throw py::type_error("numoptim optimizes float32 and float64 arrays, but " + name.str() +
-                           " has dtype " + dtype_str(param));
+    const Storage storage = storage_of_array(param);
+    if (storage == Storage::none)
+      throw py::type_error("numoptim optimizes float32, float64, float16 and bfloat16 arrays, "
+                           "but " + name.str() + " has dtype " + dtype_str(param));
     check_layout(param, name, true);
     if (!py::isinstance<py::array>(grad_obj))
       throw py::type_error("the grad of " + name.str() + " must be a numpy.ndarray, got " +
@@ -186,8 +225,7 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
     check_layout(grad, Name{Name::grad, i}, false);
     // The loop reads grad[k] as it writes param[k]: a grad that overlaps its parameter
     // at an offset would be read after part of it was overwritten.
-    const std::size_t nbytes =
-        static_cast<std::size_t>(param.size()) * (has_dtype<float>(param) ? 4 : 8);
+    const std::size_t nbytes = static_cast<std::size_t>(param.size()) * item_size(storage);
     const Span param_span = span_of(p, nbytes), grad_span = span_of(grad_obj, nbytes);
     if (grad_span.begin != param_span.begin && overlap(param_span, grad_span))
       throw py::value_error("the grad of " + name.str() +
@@ -198,6 +236,7 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
     e.param = py::reinterpret_borrow<py::object>(p);
     e.grad = grad_obj;
     e.fresh = true;
+    e.storage = storage;
     e.nbytes = nbytes;
     PyObject* st = PyDict_GetItem(state.ptr(), p.ptr());  // borrowed; no defaultdict insert
     if (st != nullptr) {
@@ -320,8 +359,8 @@ RowSparseEntry check_row_sparse(py::handle p, py::handle grad, std::size_t i) {
                          describe(p));
   const auto param = py::reinterpret_borrow<py::array>(p);
   if (!is_float_array(param))
-    throw py::type_error("numoptim optimizes float32 and float64 arrays, but " + name +
-                         " has dtype " + dtype_str(param));
+    throw py::type_error("row-sparse gradients need float32 or float64 parameters, but " +
+                         name + " has dtype " + dtype_str(param));
   check_layout(param, name, true);
   if (param.ndim() < 1)
     throw py::value_error("a row-sparse gradient needs a parameter with at least one "

@@ -14,9 +14,11 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "numoptim/multi_tensor.hpp"
+#include "numoptim/storage.hpp"
 
 namespace numoptim::binding {
 
@@ -53,18 +55,46 @@ struct SparseGradientError : std::runtime_error {
 // Whether a grad is a numoptim.RowSparseGrad.
 bool is_row_sparse(py::handle grad);
 
+// The NumPy dtype object of a storage type, made once and kept for good (never destroyed
+// after the interpreter). bfloat16's is ml_dtypes', looked up the first time an array
+// that is none of the builtin float types is met; null when ml_dtypes is not installed.
+template <class T>
+PyObject* dtype_object() {
+  static PyObject* const dtype = py::dtype::of<T>().release().ptr();
+  return dtype;
+}
+template <>
+PyObject* dtype_object<float16>();
+template <>
+PyObject* dtype_object<bfloat16>();
+
 // Whether `a` holds native-endian T. NumPy's builtin descriptors are singletons, so the
 // common case is one pointer comparison; only another descriptor object of the same type
 // number (byte-swapped, or unpickled) is left to NumPy to judge.
 template <class T>
 bool has_dtype(const py::array& a) {
-  static PyObject* const native = py::dtype::of<T>().release().ptr();  // kept for good
-  static const int type_num = py::dtype::of<T>().num();
+  PyObject* const native = dtype_object<T>();
   PyObject* descr = reinterpret_cast<PyObject*>(py::detail::array_proxy(a.ptr())->descr);
   if (descr == native) return true;
-  if (py::detail::array_descriptor_proxy(descr)->type_num != type_num) return false;
-  return py::isinstance<py::array_t<T>>(a);
+  if (native == nullptr) return false;
+  if (py::detail::array_descriptor_proxy(descr)->type_num !=
+      py::detail::array_descriptor_proxy(native)->type_num)
+    return false;
+  return py::detail::npy_api::get().PyArray_EquivTypes_(descr, native);
 }
+
+// The element types numoptim steps: a parameter's dtype, its gradient's and its state's.
+enum class Storage : unsigned char { none, float32, float64, float16, bfloat16 };
+
+template <class T>
+constexpr Storage storage_of = std::is_same_v<T, float>      ? Storage::float32
+                               : std::is_same_v<T, double>   ? Storage::float64
+                               : std::is_same_v<T, float16>  ? Storage::float16
+                               : std::is_same_v<T, bfloat16> ? Storage::bfloat16
+                                                             : Storage::none;
+
+// The storage type of an array, or Storage::none for any other dtype.
+Storage storage_of_array(const py::array& a);
 
 // One tensor of the group: its arrays, checked, and its state entries.
 // (py::object members, not py::array: a default py::array is an empty array, not null.)
@@ -75,6 +105,7 @@ struct Entry {
   std::array<py::object, 6> buffers;  // state buffers in layout order
   std::array<py::object, 4> scalars;  // 0-d float32 state in layout order
   bool fresh;                         // no state yet: this is the parameter's first step
+  Storage storage;                    // the dtype of the parameter, its grad and state
   std::size_t nbytes;                 // of the parameter, and so of its grad
 };
 
@@ -122,8 +153,8 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
   static_assert(N >= 2 && N <= 8, "a rule has a param, a grad and up to 6 state buffers");
   Gathered<T, N> out;
   for (const Entry& e : entries) {
+    if (e.storage != storage_of<T>) continue;
     const auto param = py::reinterpret_borrow<py::array>(e.param);
-    if (!has_dtype<T>(param)) continue;
     std::array<T*, N> b{};
     b[0] = data_of<T>(e.param);
     b[1] = data_of<T>(e.grad);
@@ -161,8 +192,13 @@ void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout&
     py::gil_scoped_release release;
     run_multi_tensor(rule, scalars, g.tensors, threads, isa);
   };
-  run(float{});
-  run(double{});
+  // One pass per storage type present: a group may mix them, in one native call.
+  bool present[5] = {};
+  for (const Entry& e : entries) present[static_cast<int>(e.storage)] = true;
+  if (present[static_cast<int>(Storage::float32)]) run(float{});
+  if (present[static_cast<int>(Storage::float64)]) run(double{});
+  if (present[static_cast<int>(Storage::float16)]) run(float16{});
+  if (present[static_cast<int>(Storage::bfloat16)]) run(bfloat16{});
 }
 
 // One group's step: checks everything, then writes at once and returns None, or, with

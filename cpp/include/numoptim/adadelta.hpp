@@ -50,7 +50,7 @@ struct Adadelta {
       const T v_new = load(v[i]) * r + one_minus_r * g * g;
       store(v[i], v_new);
       const T std_dev = std::sqrt(v_new + epsilon);
-      const T delta = std::sqrt(u[i] + epsilon) / std_dev * g;
+      const T delta = std::sqrt(load(u[i]) + epsilon) / std_dev * g;
       store(u[i], load(u[i]) * r + one_minus_r * delta * delta);
       store(p[i], load(p[i]) + neg_lr * delta);
     }

@@ -72,13 +72,13 @@ struct Adam {
       T g = sign * load(grad[i]);
       const T param = load(p[i]) * decay_factor;
       if constexpr (L2) g = g + wd * param;
-      const T m_new = lerp(m[i], g, weight1, small_weight1);
+      const T m_new = lerp(load(m[i]), g, weight1, small_weight1);
       const T v_new = load(v[i]) * b2 + one_minus_b2 * g * g;
       store(m[i], m_new);
       store(v[i], v_new);
       T v_hat = v_new;
       if constexpr (AmsGrad) {
-        v_hat = maximum(v_max[i], v_new);
+        v_hat = maximum(load(v_max[i]), v_new);
         store(v_max[i], v_hat);
       }
       const T denom = std::sqrt(v_hat) / s.bias_correction2_sqrt + epsilon;

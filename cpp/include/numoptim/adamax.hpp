@@ -52,9 +52,9 @@ struct Adamax {
     for (std::size_t i = 0; i < n; ++i) {
       T g = maximize ? -load(grad[i]) : load(grad[i]);
       if (decay) g = g + wd * load(p[i]);
-      const T m_new = lerp(m[i], g, weight1, small_weight1);
+      const T m_new = lerp(load(m[i]), g, weight1, small_weight1);
       store(m[i], m_new);
-      const T u_new = maximum(u[i] * b2, std::abs(g) + epsilon);
+      const T u_new = maximum(load(u[i]) * b2, std::abs(g) + epsilon);
       store(u[i], u_new);
       store(p[i], load(p[i]) + s.neg_clr * m_new / u_new);
     }

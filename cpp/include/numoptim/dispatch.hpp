@@ -1,7 +1,8 @@
 // Run-time choice of the instruction set a kernel loop is compiled for.
 //
 // Every update rule is one plain scalar loop. The same loop is compiled three times,
-// for AVX-512, for AVX2 and for the x86-64 baseline, by instantiating it inside a
+// for AVX-512, for AVX2 (both with F16C, for float16 storage) and for the x86-64
+// baseline, by instantiating it inside a
 // function that carries a GCC/Clang `target` attribute (`flatten` inlines the rule
 // into it, so the whole loop is vectorized for that target). The level is chosen once
 // at run time from the CPU, and the environment variable NUMOPTIM_DISPATCH
@@ -38,10 +39,13 @@ inline const char* isa_name(Isa isa) {
 inline Isa cpu_isa() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
+  // F16C (float16 conversions) comes with every AVX2 CPU; it is checked all the same.
+  const bool f16c = __builtin_cpu_supports("f16c");
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && f16c)
     return Isa::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
+    return Isa::avx2;
 #endif
   return Isa::baseline;
 }
@@ -64,7 +68,7 @@ inline Isa active_isa() {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 template <class Rule, class Scalars, class T>
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"), flatten)) void update_avx512(
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,f16c"), flatten)) void update_avx512(
     const Rule& rule, const Scalars& s, T* const* buffers, std::size_t n) {
   const Rule local_rule = rule;
   const Scalars local_scalars = s;
@@ -72,7 +76,7 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"), flatten)) void upda
 }
 
 template <class Rule, class Scalars, class T>
-__attribute__((target("avx2,fma"), flatten)) void update_avx2(const Rule& rule, const Scalars& s,
+__attribute__((target("avx2,fma,f16c"), flatten)) void update_avx2(const Rule& rule, const Scalars& s,
                                                               T* const* buffers, std::size_t n) {
   const Rule local_rule = rule;
   const Scalars local_scalars = s;

@@ -84,7 +84,7 @@ struct NAdam {
       T param = load(p[i]);
       if (Shrink) param = param * decay_factor;
       if (L2) g = g + wd * param;
-      const T m_new = lerp(m[i], g, weight1, small_weight1);
+      const T m_new = lerp(load(m[i]), g, weight1, small_weight1);
       const T v_new = load(v[i]) * b2 + one_minus_b2 * g * g;
       store(m[i], m_new);
       store(v[i], v_new);
