@@ -104,6 +104,7 @@ def test_thread_count_does_not_change_results(case_id, name, kwargs, restore_thr
 _DISPATCH_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, sys
+    import ml_dtypes
     import numpy as np
     sys.path[:0] = json.loads(sys.argv[1])
     from harness import NONE_GRAD_STEPS, NumpyBackend, gradient, initial_values, run_case
@@ -112,7 +113,7 @@ _DISPATCH_SCRIPT = textwrap.dedent(
     digest = hashlib.sha256()
     for name in ELEMENTWISE:
         for kwargs in OPTIMIZERS[name]:
-            for dtype in (np.float32, np.float64):
+            for dtype in (np.float32, np.float64, np.float16, ml_dtypes.bfloat16):
                 opt, params = run_case(NumpyBackend(), name, kwargs, dtype,
                                        sizes_by_group=[[0, 1, 7, 15, 16, 17, 33, 1023]], steps=6)
                 for p in params[0]:

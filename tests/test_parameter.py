@@ -22,7 +22,8 @@ def test_dtype_argument_and_conversions():
     assert Parameter([1, 2, 3]).dtype == np.float64
     assert Parameter([1, 2, 3], dtype=np.float32).dtype == np.float32
     with pytest.raises(
-        TypeError, match="Parameter supports float32 and float64 data, got complex128"
+        TypeError,
+        match="Parameter supports float32, float64, float16 and bfloat16 data, got complex128",
     ):
         Parameter(np.zeros(2, complex))
 

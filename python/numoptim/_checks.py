@@ -2,7 +2,14 @@
 
 The native optimizers check every parameter, gradient and state buffer of every group
 in C++ before they write anything (cpp/src/group_buffers.cpp); this is the same promise
-for the optimizers whose update is NumPy code, with the same messages.
+for the optimizers whose update is NumPy code, with the same messages where the rules
+are the same.
+
+One rule differs: the NumPy optimizers (Adafactor, Muon, LBFGS) step float32 and float64
+parameters only. torch steps float16 and bfloat16 ones too, but their NumPy code was
+neither written nor tested to round in those dtypes as torch does, and would run anyway,
+so numoptim refuses such parameters with a TypeError, when they are added and again at
+each step before anything is written, rather than step them differently from torch.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from .sparse import RowSparseGrad
 # The state a parameter needs: key -> (shape, dtype) of the array kept there.
 StateLayout = Callable[[np.ndarray], dict[str, tuple[tuple[int, ...], np.dtype]]]
 
+# The parameter dtypes that the NumPy optimizers step.
+NUMPY_STEP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 def _describe(obj: Any) -> str:
     if isinstance(obj, np.ndarray):
@@ -24,17 +34,54 @@ def _describe(obj: Any) -> str:
     return type(obj).__name__
 
 
+def check_param_dtype(p: Any, index: int, name: str) -> None:
+    """Refuses a parameter that the NumPy optimizer ``name`` cannot step.
+
+    Args:
+        p: the parameter.
+        index: its position in its group, for the message.
+        name: the optimizer's class name, for the message.
+
+    Raises:
+        TypeError: ``p`` is not a float32 or float64 array (float16 and bfloat16 included).
+    """
+    if not isinstance(p, np.ndarray) or p.dtype not in NUMPY_STEP_DTYPES:
+        raise TypeError(
+            f"{name} supports float32 and float64 parameters, but parameter {index} is "
+            f"{_describe(p)}"
+        )
+
+
+def check_new_group(optimizer, name: str) -> None:
+    """Refuses the group just appended to ``optimizer.param_groups`` if ``name`` cannot step it.
+
+    Called by ``add_param_group`` after the base class has validated and appended the
+    group, so that the group's parameters are already a list of Parameters; a refused
+    group is removed again, leaving the optimizer as it was.
+
+    Raises:
+        TypeError: a parameter of the group is not float32 or float64.
+    """
+    try:
+        for index, p in enumerate(optimizer.param_groups[-1]["params"]):
+            check_param_dtype(p, index, name)
+    except TypeError:
+        optimizer.param_groups.pop()
+        raise
+
+
 def check_step_inputs(optimizer, name: str, state_layout: StateLayout) -> None:
     """Checks every group of ``optimizer`` for a NumPy step; writes nothing.
 
     Args:
         optimizer: the optimizer about to step.
-        name: its class name, for torch's sparse-gradient message.
+        name: its class name, for torch's sparse-gradient message and the dtype message.
         state_layout: the arrays a parameter's state holds once created.
 
     Raises:
         RuntimeError: a row-sparse gradient (torch's message).
-        TypeError: a parameter, gradient or state entry of the wrong type or dtype.
+        TypeError: a parameter, gradient or state entry of the wrong type or dtype
+            (parameters of float16 or bfloat16 included).
         ValueError: one of the wrong shape, or read-only where it is written.
     """
     for group in optimizer.param_groups:
@@ -45,10 +92,7 @@ def check_step_inputs(optimizer, name: str, state_layout: StateLayout) -> None:
             what = f"parameter {index}"
             if isinstance(grad, RowSparseGrad):
                 raise RuntimeError(f"{name} does not support sparse gradients")  # noqa: TRY004
-            if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
-                raise TypeError(
-                    f"numoptim optimizes float32 and float64 arrays, but {what} is {_describe(p)}"
-                )
+            check_param_dtype(p, index, name)
             if not p.flags.writeable:
                 raise ValueError(f"{what} is read-only")
             if not isinstance(grad, np.ndarray):

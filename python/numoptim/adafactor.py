@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_step_inputs
+from ._checks import check_new_group, check_step_inputs
 from ._lerp import lerp
 from ._native import lr_value
 from .optimizer import Optimizer
@@ -55,10 +55,12 @@ class Adafactor(Optimizer):
     updated parameter's dtype in the group (as torch, which fixes it there).
 
     State per parameter: ``step`` (0-d float32), and ``row_var`` and ``col_var``, or
-    ``variance``. The work is NumPy array arithmetic, vectorized per tensor.
+    ``variance``. The work is NumPy array arithmetic, vectorized per tensor, on float32
+    and float64 parameters only: float16 and bfloat16 ones, which torch steps, raise
+    TypeError when added and at each step.
 
     Args:
-        params: parameters or parameter groups (see :class:`Optimizer`).
+        params: float32 or float64 parameters or parameter groups (see :class:`Optimizer`).
         lr: learning rate, a float or a 1-element array (default 1e-2).
         beta2_decay: exponent of the second-moment weight, at most 0 (default -0.8).
         eps: (eps1, eps2): eps1 floors the second moment (None: the dtype's machine
@@ -110,6 +112,16 @@ class Adafactor(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", None)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
+
+        Raises:
+            TypeError: as the base class, or a parameter that is not float32 or float64
+                (torch steps float16 and bfloat16 here; numoptim's NumPy step does not).
+        """
+        super().add_param_group(param_group)
+        check_new_group(self, "Adafactor")
 
     def _init_state(self, p) -> dict[str, Any]:
         """The state of ``p``, created as :func:`_state_layout` says on its first step."""

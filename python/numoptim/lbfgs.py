@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import check_new_group, check_param_dtype
 from ._native import check_lr, lr_value
 from .optimizer import Optimizer
 from .sparse import RowSparseGrad
@@ -209,6 +210,9 @@ class LBFGS(Optimizer):
         ...     return 0.5 * float(r @ r)
         >>> first_loss = opt.step(closure)
 
+    Parameters must be float32 or float64: float16 and bfloat16 ones, which torch steps,
+    raise TypeError when added and at each step, before the closure is called.
+
     There is one parameter group only, and all the state lives under the first
     parameter, with torch's keys: ``func_evals``, ``n_iter`` (ints), ``d``, ``t``,
     ``old_dirs``, ``old_stps``, ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``
@@ -216,7 +220,7 @@ class LBFGS(Optimizer):
     parameters together.
 
     Args:
-        params: the parameters (a single group).
+        params: the float32 or float64 parameters (a single group).
         lr: learning rate, a float or a 1-element array (default 1).
         max_iter: maximal number of iterations per :meth:`step` (default 20).
         max_eval: maximal number of closure evaluations per :meth:`step`
@@ -228,6 +232,7 @@ class LBFGS(Optimizer):
 
     Raises:
         ValueError: an invalid lr, or more than one parameter group.
+        TypeError: a parameter that is not float32 or float64.
     """
 
     def __init__(
@@ -261,6 +266,16 @@ class LBFGS(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._params = self.param_groups[0]["params"]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
+
+        Raises:
+            TypeError: as the base class, or a parameter that is not float32 or float64
+                (torch steps float16 and bfloat16 here; numoptim's NumPy step does not).
+        """
+        super().add_param_group(param_group)
+        check_new_group(self, "LBFGS")
 
     # ------------------------------------------------- flat views of the params
 
@@ -397,6 +412,10 @@ class LBFGS(Optimizer):
         line_search_fn = group["line_search_fn"]
         history_size = group["history_size"]
 
+        # Every parameter is written (one whose grad is None too), so every one is
+        # checked, before the closure runs and before the state counts anything.
+        for index, p in enumerate(self._params):
+            check_param_dtype(p, index, "LBFGS")
         # LBFGS has only global state; it is kept under the first parameter so that
         # state_dict/load_state_dict handle it like any per-parameter state.
         state = self.state[self._params[0]]

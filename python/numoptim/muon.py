@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_step_inputs
+from ._checks import check_new_group, check_step_inputs
 from ._lerp import lerp
 from ._native import lr_value
 from .optimizer import Optimizer
@@ -136,8 +136,11 @@ class Muon(Optimizer):
     ``ns_dtype`` is a numoptim addition: it is not a group hyperparameter, so groups,
     ``__repr__`` and ``state_dict`` stay exactly torch's.
 
+    Parameters must be float32 or float64: float16 and bfloat16 ones, which torch steps,
+    raise TypeError when added and at each step.
+
     Args:
-        params: 2-D parameters or parameter groups (see :class:`Optimizer`).
+        params: 2-D float32 or float64 parameters or parameter groups (see :class:`Optimizer`).
         lr: learning rate, a float or a 1-element array (default 1e-3).
         weight_decay: decoupled weight decay (default 0.1).
         momentum: momentum factor (default 0.95).
@@ -150,6 +153,7 @@ class Muon(Optimizer):
 
     Raises:
         ValueError: an invalid hyperparameter, or a parameter that is not 2-D.
+        TypeError: a parameter that is not float32 or float64.
     """
 
     def __init__(
@@ -199,6 +203,16 @@ class Muon(Optimizer):
                         f"size: {_torch_size(p.shape)}"
                     )
         self.ns_dtype = ns_dtype
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
+
+        Raises:
+            TypeError: as the base class, or a parameter that is not float32 or float64
+                (torch steps float16 and bfloat16 here; numoptim's NumPy step does not).
+        """
+        super().add_param_group(param_group)
+        check_new_group(self, "Muon")
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

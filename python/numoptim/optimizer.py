@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._hooks import RemovableHandle
-from .parameter import Parameter
+from .parameter import Parameter, is_bfloat16
 
 __all__ = [
     "Optimizer",
@@ -102,7 +102,9 @@ def _float32_scalar(key: Any, value: Any) -> np.ndarray:
     ValueError for a string), not turned into NaN.
     """
     if isinstance(value, (np.ndarray, np.generic)):
-        if value.dtype.kind not in "biuf":
+        # A bfloat16 step (torch keeps a loaded step's dtype, so its state dicts can hold
+        # one) is a number too, and converts to float32 exactly.
+        if value.dtype.kind not in "biuf" and not is_bfloat16(value.dtype):
             raise TypeError(f"state[{key!r}] must be numeric, got an array of dtype {value.dtype}")
         return np.array(value, dtype=np.float32)
     if isinstance(value, (str, bytes)):

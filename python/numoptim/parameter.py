@@ -4,12 +4,56 @@ from __future__ import annotations
 
 import copy
 import operator
+import sys
 
 import numpy as np
 
 from .sparse import RowSparseGrad
 
 __all__ = ["Parameter"]
+
+# The dtypes a Parameter may hold, as its error message names them.
+SUPPORTED_DTYPES = "float32, float64, float16 and bfloat16"
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+
+
+def bfloat16_dtype(purpose: str) -> np.dtype:
+    """ml_dtypes' bfloat16 dtype, importing the optional package on first use.
+
+    ml_dtypes is imported here rather than with numoptim, so that users who never touch
+    bfloat16 neither need it nor pay for importing it.
+
+    Args:
+        purpose: what needs bfloat16, for the error message ("Parameter(dtype='bfloat16')").
+
+    Raises:
+        ImportError: ml_dtypes is not installed.
+    """
+    try:
+        import ml_dtypes
+    except ImportError as error:
+        raise ImportError(
+            f"{purpose} needs the optional package ml_dtypes (pip install ml_dtypes)"
+        ) from error
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def is_bfloat16(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is ml_dtypes' bfloat16, without importing ml_dtypes.
+
+    An array of that dtype can only exist once ml_dtypes has been imported, so when it is
+    not in ``sys.modules`` the answer is no. The name is compared first because other
+    packages register their own dtypes called bfloat16, which are not this one.
+    """
+    if dtype.kind != "V" or dtype.name != "bfloat16":
+        return False
+    ml_dtypes = sys.modules.get("ml_dtypes")
+    return ml_dtypes is not None and dtype == np.dtype(ml_dtypes.bfloat16)
+
+
+def is_supported_dtype(dtype: np.dtype) -> bool:
+    """Whether a Parameter may hold ``dtype``: float32, float64, float16 or bfloat16."""
+    return dtype in _FLOAT_DTYPES or is_bfloat16(dtype)
 
 
 def _set_grad(self: Parameter, grad) -> None:
@@ -66,14 +110,23 @@ class Parameter(np.ndarray):
     """A float array that optimizers update in place, with a settable ``grad``.
 
     ``Parameter(data)`` shares memory with ``data`` when it is already a C-contiguous
-    float32 or float64 array of the requested dtype (no copy); anything else (a list, a
-    strided view, another dtype) is copied once into a new contiguous array. The object
-    hashes by identity, so it can key ``optimizer.state`` as a torch tensor does, while
-    ``==`` stays NumPy's elementwise comparison.
+    array of a supported dtype and of the requested dtype (no copy); anything else (a
+    list, a strided view, another dtype) is copied once into a new contiguous array. The
+    object hashes by identity, so it can key ``optimizer.state`` as a torch tensor does,
+    while ``==`` stays NumPy's elementwise comparison.
+
+    The supported dtypes are float32, float64, float16 and ``ml_dtypes.bfloat16``.
+    bfloat16 needs the optional package ml_dtypes (``pip install ml_dtypes``), which
+    numoptim imports only when bfloat16 is asked for by name.
 
     Args:
         data: array_like holding the initial values.
-        dtype: float32 or float64; by default that of ``data`` (float64 for Python numbers).
+        dtype: float32, float64, float16 or bfloat16 (``ml_dtypes.bfloat16`` or the string
+            ``"bfloat16"``); by default that of ``data`` (float64 for Python numbers).
+
+    Raises:
+        TypeError: the data (or ``dtype``) is of another dtype.
+        ImportError: ``dtype="bfloat16"`` without ml_dtypes installed.
 
     Example:
         >>> w = Parameter(np.zeros((2, 2), dtype=np.float32))
@@ -83,11 +136,18 @@ class Parameter(np.ndarray):
     __hash__ = object.__hash__
 
     def __new__(cls, data, dtype=None):
+        if isinstance(dtype, str) and dtype == "bfloat16":
+            # NumPy knows the name only once ml_dtypes has been imported.
+            dtype = bfloat16_dtype("Parameter(dtype='bfloat16')")
         array = np.asarray(data, dtype=dtype)
         if array.dtype.kind in "biu" and dtype is None:
             array = array.astype(np.float64)
-        if array.dtype not in (np.float32, np.float64):
-            raise TypeError(f"Parameter supports float32 and float64 data, got {array.dtype}")
+        if not is_supported_dtype(array.dtype):
+            got = str(array.dtype)
+            if got == "bfloat16":
+                # Another package's bfloat16 (an older TensorFlow's, say) has other bits.
+                got += " of another package than ml_dtypes"
+            raise TypeError(f"Parameter supports {SUPPORTED_DTYPES} data, got {got}")
         array = np.require(array, requirements=["C_CONTIGUOUS", "WRITEABLE"])
         param = array.view(cls)
         param._grad = None

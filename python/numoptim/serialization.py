@@ -12,6 +12,9 @@ section exactly, each is referenced once, their shapes agree with their sizes, a
 structure is nested at most ``MAX_DEPTH`` containers deep. Together these bound the
 memory that loading a file takes by a small multiple of the file's size.
 
+Arrays of ml_dtypes' bfloat16 are stored under the dtype name "bfloat16", their bytes
+little-endian whatever the machine; loading them needs ml_dtypes, as creating them did.
+
 Files are written to a temporary name beside the target and renamed, so a crash never
 leaves a half-written checkpoint under the real name, and the next ``save`` to the same
 path removes any temporary that a killed writer left behind.
@@ -34,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .parameter import bfloat16_dtype, is_bfloat16
+
 __all__ = ["load", "save"]
 
 MAGIC = b"NUMOPTIM\x00ckpt\x00v1\n"
@@ -41,6 +46,10 @@ _DIGEST = hashlib.sha256().digest_size
 _ALLOWED_DTYPES = {"b", "i", "u", "f", "c"}
 # The dtype strings of those kinds, as ``dtype.str`` writes them: "<f4", "|b1", "<c16".
 _DTYPE_STR = re.compile(r"[<>|=][biufc][0-9]{1,2}")
+# bfloat16 has no dtype string of its own: its ``dtype.str`` is "<V2", which NumPy would
+# read back as two raw bytes. It is written under this name instead, and only this exact
+# string reaches ml_dtypes.
+_BFLOAT16 = "bfloat16"
 
 # The deepest nesting of containers (dicts, lists, tuples) that ``save`` writes and
 # ``load`` reads. State dicts nest three or four levels; the limit keeps both the
@@ -71,7 +80,7 @@ def _encode(obj: Any, arrays: list[np.ndarray], depth: int = 0) -> Any:
         return {"float": repr(obj)} if not math.isfinite(obj) else obj
     if isinstance(obj, (np.ndarray, np.generic)):
         array = np.asarray(obj)
-        if array.dtype.kind not in _ALLOWED_DTYPES:
+        if array.dtype.kind not in _ALLOWED_DTYPES and not is_bfloat16(array.dtype):
             raise TypeError(f"numoptim.save cannot store arrays of dtype {array.dtype}")
         arrays.append(np.array(array, order="C", copy=True))  # keeps 0-d arrays 0-d
         return {"array": len(arrays) - 1, "scalar": isinstance(obj, np.generic)}
@@ -95,6 +104,22 @@ def _encode(obj: Any, arrays: list[np.ndarray], depth: int = 0) -> Any:
         f"numoptim.save cannot store objects of type {type(obj).__name__}; it stores dicts, "
         "lists, tuples, numbers, strings, None and NumPy arrays"
     )
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    """The dtype as a file names it: ``dtype.str`` ("<f4"), or "bfloat16"."""
+    return _BFLOAT16 if is_bfloat16(dtype) else dtype.str
+
+
+def _raw_bytes(array: np.ndarray) -> np.ndarray:
+    """The bytes of a C-contiguous ``array`` as the file stores them, as a uint8 vector.
+
+    Other dtypes carry their byte order in their dtype string; bfloat16's name does not,
+    so its bytes are always written little-endian.
+    """
+    if is_bfloat16(array.dtype):
+        array = array.view(np.uint16).astype("<u2", copy=False)
+    return array.reshape(-1).view(np.uint8)
 
 
 def _is_int(value: Any) -> bool:
@@ -228,9 +253,13 @@ def _read_arrays(entries: Any, data: memoryview) -> list[np.ndarray]:
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "offset", "nbytes"}:
             raise ValueError(f"array {i}: entry must have exactly dtype, shape, offset, nbytes")
         # Only the strings the writer produces reach np.dtype, which parses many more.
-        if not isinstance(entry["dtype"], str) or not _DTYPE_STR.fullmatch(entry["dtype"]):
-            raise ValueError(f"array {i}: dtype {_show(entry['dtype'])} is not allowed")
-        dtype = np.dtype(entry["dtype"])
+        name = entry["dtype"]
+        if not isinstance(name, str) or not (_DTYPE_STR.fullmatch(name) or name == _BFLOAT16):
+            raise ValueError(f"array {i}: dtype {_show(name)} is not allowed")
+        if name == _BFLOAT16:
+            dtype = bfloat16_dtype("loading a checkpoint that holds bfloat16 arrays")
+        else:
+            dtype = np.dtype(name)
         shape = entry["shape"]
         if (
             not isinstance(shape, list)
@@ -245,7 +274,7 @@ def _read_arrays(entries: Any, data: memoryview) -> list[np.ndarray]:
         if not _is_int(nbytes) or nbytes != expected:
             raise ValueError(
                 f"array {i}: nbytes {_show(nbytes)} does not match shape {shape} and dtype "
-                f"{dtype.str} ({expected} bytes)"
+                f"{_dtype_name(dtype)} ({expected} bytes)"
             )
         if not _is_int(entry["offset"]) or entry["offset"] != offset:
             where = f"where array {i - 1} ends" if i else "the start of the data"
@@ -256,7 +285,11 @@ def _read_arrays(entries: Any, data: memoryview) -> list[np.ndarray]:
         if offset + nbytes > len(data):
             raise ValueError(f"array {i}: data past the end of the file")
         raw = np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=offset)
-        arrays.append(raw.view(dtype).reshape(shape).copy())
+        if name == _BFLOAT16:
+            # The little-endian bits, in this machine's order (a copy), seen as bfloat16.
+            arrays.append(raw.view("<u2").reshape(shape).astype(np.uint16).view(dtype))
+        else:
+            arrays.append(raw.view(dtype).reshape(shape).copy())
         offset += nbytes
     if offset != len(data):
         raise ValueError(f"{len(data) - offset} bytes after the last array belong to no array")
@@ -349,8 +382,9 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     is created.
 
     Args:
-        obj: nested dicts, lists and tuples of NumPy arrays, numbers, strings and None,
-            at most ``MAX_DEPTH`` containers deep.
+        obj: nested dicts, lists and tuples of NumPy arrays (of boolean, integer, float,
+            complex or bfloat16 dtype), numbers, strings and None, at most ``MAX_DEPTH``
+            containers deep.
         path: the file to write; it is replaced only once the new file is complete.
 
     Raises:
@@ -363,7 +397,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     for array in arrays:
         entries.append(
             {
-                "dtype": array.dtype.str,
+                "dtype": _dtype_name(array.dtype),
                 "shape": list(array.shape),
                 "offset": offset,
                 "nbytes": array.nbytes,
@@ -397,7 +431,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
                 f.write(chunk)
                 digest.update(chunk)
             for array in arrays:
-                data = memoryview(array.reshape(-1).view(np.uint8)) if array.size else b""
+                data = memoryview(_raw_bytes(array)) if array.size else b""
                 f.write(data)
                 digest.update(data)
             f.write(digest.digest())
@@ -427,6 +461,7 @@ def load(path: str | os.PathLike) -> Any:
         ValueError: the file is not a numoptim checkpoint, is truncated or altered, or
             its header is malformed (overlapping, missing or extra array bytes, sizes that
             disagree with shapes, negative offsets, nesting deeper than ``MAX_DEPTH``).
+        ImportError: the file holds bfloat16 arrays and ml_dtypes is not installed.
     """
     with open(path, "rb") as f:
         data = f.read()
