@@ -87,6 +87,41 @@ def test_each_step_is_the_float32_rule_rounded_once(name, kwargs, dtype):
                     )
 
 
+@pytest.mark.parametrize("dtype", list(LOW))
+def test_conversions_agree_with_numpy_everywhere(dtype):
+    # Every 16-bit pattern read as float32, and float32 values rounded to 16 bits: random
+    # bit patterns, every representable value, its neighbours and the midpoints between
+    # representable values (the ties, which must go to even).
+    bits = np.arange(65536, dtype=np.uint16)
+    exact = bits.view(LOW[dtype]).astype(np.float32)
+    read = numoptim._core._from_storage_bits(bits, dtype)
+    same = (read.view(np.uint32) == exact.view(np.uint32)) | (np.isnan(read) & np.isnan(exact))
+    assert same.all()
+    finite = exact[np.isfinite(exact)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        up = np.nextafter(finite, np.float32(np.inf))
+        midpoints = ((finite[:-1].astype(np.float64) + np.sort(finite)[1:]) / 2).astype(np.float32)
+    rng = np.random.default_rng(5)
+    values = np.concatenate(
+        [
+            rng.integers(0, 2**32, size=1_000_000, dtype=np.uint64)
+            .astype(np.uint32)
+            .view(np.float32),
+            finite,
+            up,
+            np.nextafter(finite, np.float32(-np.inf)),
+            np.sort(finite)[:-1] / 2 + np.sort(finite)[1:] / 2,
+            midpoints,
+        ]
+    )
+    ours = numoptim._core._to_storage_bits(values, dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        theirs = values.astype(LOW[dtype]).view(np.uint16)
+    nan = np.isnan(values)
+    np.testing.assert_array_equal(ours[~nan], theirs[~nan])
+    assert np.isnan(ours[nan].view(LOW[dtype]).astype(np.float32)).all()
+
+
 def test_mixed_dtypes_in_one_group_step_as_each_alone():
     rng = np.random.default_rng(2)
     dtypes = [np.dtype(np.float32), LOW["bfloat16"], LOW["float16"], np.dtype(np.float64)]

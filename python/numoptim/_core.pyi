@@ -6,9 +6,24 @@ __version__: str
 
 class SparseGradientError(TypeError): ...
 
+class PreparedStep:
+    """A checked step of one parameter group; calling it writes it."""
+
+    sparse_grads: list[int]
+    def __call__(self) -> None: ...
+
+def _to_storage_bits(values: Any, dtype: str) -> Any: ...
+def _from_storage_bits(bits: Any, dtype: str) -> Any: ...
 def adadelta_step(
-    params: Any, state: dict, lr: float, rho: float, eps: float, weight_decay: float, maximize: bool
-) -> None: ...
+    params: Any,
+    state: dict,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def adagrad_step(
     params: Any,
     state: dict,
@@ -18,7 +33,8 @@ def adagrad_step(
     eps: float,
     initial_accumulator_value: float,
     maximize: bool,
-) -> None: ...
+    defer: bool,
+) -> PreparedStep | None: ...
 def adam_step(
     params: Any,
     state: dict,
@@ -30,7 +46,8 @@ def adam_step(
     amsgrad: bool,
     maximize: bool,
     decoupled: bool,
-) -> None: ...
+    defer: bool,
+) -> PreparedStep | None: ...
 def adamax_step(
     params: Any,
     state: dict,
@@ -40,7 +57,8 @@ def adamax_step(
     eps: float,
     weight_decay: float,
     maximize: bool,
-) -> None: ...
+    defer: bool,
+) -> PreparedStep | None: ...
 def asgd_step(
     params: Any,
     state: dict,
@@ -50,7 +68,8 @@ def asgd_step(
     t0: float,
     weight_decay: float,
     maximize: bool,
-) -> None: ...
+    defer: bool,
+) -> PreparedStep | None: ...
 def bench_stream(arrays: list) -> None: ...
 def compiler() -> str: ...
 def cpu_simd_level() -> str: ...
@@ -66,7 +85,8 @@ def nadam_step(
     momentum_decay: float,
     maximize: bool,
     decoupled: bool,
-) -> None: ...
+    defer: bool,
+) -> PreparedStep | None: ...
 def openmp_version() -> int: ...
 def radam_step(
     params: Any,
@@ -78,7 +98,8 @@ def radam_step(
     weight_decay: float,
     maximize: bool,
     decoupled: bool,
-) -> None: ...
+    defer: bool,
+) -> PreparedStep | None: ...
 def rmsprop_step(
     params: Any,
     state: dict,
@@ -89,7 +110,8 @@ def rmsprop_step(
     momentum: float,
     centered: bool,
     maximize: bool,
-) -> None: ...
+    defer: bool,
+) -> PreparedStep | None: ...
 def rprop_step(
     params: Any,
     state: dict,
@@ -99,9 +121,12 @@ def rprop_step(
     step_size_min: float,
     step_size_max: float,
     maximize: bool,
-) -> None: ...
+    defer: bool,
+) -> PreparedStep | None: ...
 def set_num_threads(n: int) -> None: ...
-def sgd_sparse_step(params: Any, lr: float, maximize: bool) -> None: ...
+def sgd_sparse_step(
+    params: Any, positions: list[int], lr: float, maximize: bool, defer: bool
+) -> PreparedStep | None: ...
 def sgd_step(
     params: Any,
     state: dict,
@@ -111,9 +136,17 @@ def sgd_step(
     weight_decay: float,
     nesterov: bool,
     maximize: bool,
-    allow_sparse: bool = True,
-) -> list[int]: ...
+    allow_sparse: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def simd_level() -> str: ...
 def sparse_adam_step(
-    params: Any, state: dict, lr: float, beta1: float, beta2: float, eps: float, maximize: bool
-) -> None: ...
+    params: Any,
+    state: dict,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    maximize: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
