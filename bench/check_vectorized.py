@@ -26,7 +26,7 @@ PACKED = re.compile(rf"\bv?{ARITH}p[sd]\b")
 SCALAR = re.compile(rf"\bv?{ARITH}s[sd]\b")
 HEADER = re.compile(r"^[0-9a-f]+ <(.*)>:$")
 NAME = re.compile(
-    r"numoptim::update_(avx512|avx2|baseline)<numoptim::([A-Za-z0-9_]+)<(float|double)>"
+    r"numoptim::update_(avx512|avx2|baseline)<numoptim::([A-Za-z0-9_]+)<(float|double|numoptim::bfloat16|numoptim::float16)>"
 )
 
 
