@@ -121,6 +121,7 @@ def scenarios(draw):
 
 @settings(
     max_examples=400,
+    derandomize=True,  # the same examples on every run: CI must not turn red by chance
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -146,8 +147,10 @@ def test_one_bad_input_anywhere_writes_nothing(scenario, restore_threads):
         kind = "read_only_param"  # no state arrays to spoil (none in this configuration)
     if kind == "state_scalar_shape" and "step" not in optimizer.state[p]:
         kind = "grad_dtype"
-    if kind == "grad_overlaps_param" and p.size < 2:
-        kind = "grad_shape"  # one element cannot overlap itself at an offset
+    if kind in ("grad_overlaps_param", "grad_strided") and p.size < 2:
+        # One element cannot overlap itself at an offset, and NumPy calls a one-element
+        # array contiguous whatever its strides.
+        kind = "grad_shape"
     if kind == "grad_row_sparse" and name in ("SGD", "Adagrad"):
         kind = "grad_shape"  # these two take row-sparse gradients
     try:

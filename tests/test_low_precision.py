@@ -226,3 +226,92 @@ def test_each_step_matches_torch_fused(name, kwargs, dtype):
         far += int((distance > 1).sum())
     assert differ <= 1e-4 * 10 * n, differ  # measured: 0 or 1 of 200,110
     assert far <= 1e-5 * 10 * n, far
+
+
+# ------------------------------------------------------------ fp32 master weights
+
+
+@pytest.mark.parametrize("dtype", list(LOW))
+@pytest.mark.parametrize(("name", "kwargs"), list(cases()))
+def test_master_weights_keep_the_float32_run_exactly(name, kwargs, dtype):
+    # A 16-bit run with master weights and a float32 run fed the same (upcast) gradients
+    # have bit-identical float32 weights and state; the 16-bit parameter is always its
+    # master rounded once.
+    dtype = LOW[dtype]
+    rng = np.random.default_rng(6)
+    shapes = [(3, 5), (17,), (0,)]
+    starts = [values(rng, s, dtype) for s in shapes]
+    params = [Parameter(v.copy()) for v in starts]
+    reference_params = [Parameter(v.astype(np.float32)) for v in starts]
+    optimizer = getattr(numoptim, name)(params, master_weights=True, **kwargs)
+    reference = getattr(numoptim, name)(reference_params, **kwargs)
+    for _ in range(4):
+        for p, q in zip(params, reference_params):
+            g = values(rng, p.shape, dtype)
+            p.grad, q.grad = g, g.astype(np.float32)
+        optimizer.step()
+        reference.step()
+        for p, q in zip(params, reference_params):
+            state = optimizer.state[p]
+            assert state["master_param"].dtype == np.float32
+            assert state["master_param"].tobytes() == q.tobytes()
+            np.testing.assert_array_equal(p.view(np.uint16), rounded(q, dtype))
+            for key, value in reference.state.get(q, {}).items():
+                assert state[key].dtype == value.dtype, key
+                assert state[key].tobytes() == value.tobytes(), key
+
+
+def test_master_weights_appear_in_the_groups_only_when_asked_for():
+    p = Parameter(np.zeros(3, LOW["bfloat16"]))
+    plain = numoptim.Adam([p])
+    assert "master_weights" not in plain.param_groups[0]
+    assert "master_weights" not in repr(plain)
+    with_master = numoptim.Adam([p], master_weights=True)
+    assert with_master.param_groups[0]["master_weights"] is True
+    assert "master_weights: True" in repr(with_master)
+    # float32 and float64 parameters have no master copy to keep.
+    q = Parameter(np.zeros(3, np.float32))
+    q.grad = np.ones(3, np.float32)
+    optimizer = numoptim.AdamW([q], master_weights=True)
+    optimizer.step()
+    assert "master_param" not in optimizer.state[q]
+
+
+@pytest.mark.parametrize("dtype", list(LOW))
+def test_master_weights_resume_bit_exactly(dtype, tmp_path):
+    dtype = LOW[dtype]
+    rng = np.random.default_rng(7)
+    start = values(rng, (33,), dtype)
+    grads = [values(rng, (33,), dtype) for _ in range(6)]
+
+    def run(p, optimizer, steps):
+        for g in steps:
+            p.grad = g
+            optimizer.step()
+
+    straight = Parameter(start.copy())
+    run(straight, numoptim.NAdam([straight], lr=0.01, master_weights=True), grads)
+    first = Parameter(start.copy())
+    optimizer = numoptim.NAdam([first], lr=0.01, master_weights=True)
+    run(first, optimizer, grads[:3])
+    numoptim.save(optimizer.state_dict(), tmp_path / "opt.ckpt")
+    resumed = Parameter(np.array(first))
+    again = numoptim.NAdam([resumed], lr=0.01)
+    again.load_state_dict(numoptim.load(tmp_path / "opt.ckpt"))
+    assert again.param_groups[0]["master_weights"] is True
+    assert again.state[resumed]["master_param"].dtype == np.float32
+    assert again.state[resumed]["exp_avg"].dtype == np.float32
+    run(resumed, again, grads[3:])
+    assert resumed.tobytes() == straight.tobytes()
+
+
+def test_master_weights_state_of_another_dtype_is_refused_before_any_write():
+    a, b = Parameter(np.ones(4, LOW["bfloat16"])), Parameter(np.ones(4, LOW["bfloat16"]))
+    optimizer = numoptim.Adam([{"params": [a]}, {"params": [b]}], master_weights=True)
+    a.grad = b.grad = np.ones(4, LOW["bfloat16"])
+    optimizer.step()
+    optimizer.state[b]["master_param"] = np.ones(4, LOW["bfloat16"])
+    before = (a.tobytes(), optimizer.state[a]["master_param"].tobytes())
+    with pytest.raises(TypeError, match=r"master_param'\] of parameter 0 has dtype bfloat16"):
+        optimizer.step()
+    assert (a.tobytes(), optimizer.state[a]["master_param"].tobytes()) == before

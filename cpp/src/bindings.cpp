@@ -100,8 +100,9 @@ using numoptim::binding::check_row_sparse;
 // `params`, for Python to check them before anything is written.
 py::object sgd_step(py::handle params, py::dict state, double lr, double momentum,
                     double dampening, double weight_decay, bool nesterov, bool maximize,
-                    bool allow_sparse, bool defer) {
+                    bool allow_sparse, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   if (momentum != 0) layout.buffers = {{"momentum_buffer", 0.0}};
   return step_group<numoptim::SGD>(
       params, state, layout,
@@ -181,8 +182,9 @@ py::object sparse_adam_step(py::handle params, py::dict state, double lr, double
 }
 
 py::object adam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
-               double eps, double weight_decay, bool amsgrad, bool maximize, bool decoupled, bool defer) {
+               double eps, double weight_decay, bool amsgrad, bool maximize, bool decoupled, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
   if (amsgrad) layout.buffers.push_back({"max_exp_avg_sq", 0.0});
@@ -196,8 +198,9 @@ py::object adam_step(py::handle params, py::dict state, double lr, double beta1,
 // parameter added later gets it here, `sum` filled with the constructor's value.
 py::object adagrad_step(py::handle params, py::dict state, double lr, double lr_decay,
                   double weight_decay, double eps, double initial_accumulator_value,
-                  bool maximize, bool defer) {
+                  bool maximize, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"sum", initial_accumulator_value}};
   return step_group<numoptim::Adagrad>(params, state, layout, [=](auto zero) {
@@ -206,8 +209,9 @@ py::object adagrad_step(py::handle params, py::dict state, double lr, double lr_
 }
 
 py::object rmsprop_step(py::handle params, py::dict state, double lr, double alpha, double eps,
-                  double weight_decay, double momentum, bool centered, bool maximize, bool defer) {
+                  double weight_decay, double momentum, bool centered, bool maximize, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"square_avg", 0.0}};
   if (momentum > 0) layout.buffers.push_back({"momentum_buffer", 0.0});
@@ -219,8 +223,9 @@ py::object rmsprop_step(py::handle params, py::dict state, double lr, double alp
 }
 
 py::object adadelta_step(py::handle params, py::dict state, double lr, double rho, double eps,
-                   double weight_decay, bool maximize, bool defer) {
+                   double weight_decay, bool maximize, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"square_avg", 0.0}, {"acc_delta", 0.0}};
   return step_group<numoptim::Adadelta>(params, state, layout, [=](auto zero) {
@@ -229,8 +234,9 @@ py::object adadelta_step(py::handle params, py::dict state, double lr, double rh
 }
 
 py::object adamax_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
-                 double eps, double weight_decay, bool maximize, bool defer) {
+                 double eps, double weight_decay, bool maximize, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_inf", 0.0}};
   return step_group<numoptim::Adamax>(params, state, layout, [=](auto zero) {
@@ -240,8 +246,9 @@ py::object adamax_step(py::handle params, py::dict state, double lr, double beta
 
 py::object nadam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
                 double eps, double weight_decay, double momentum_decay, bool maximize,
-                bool decoupled, bool defer) {
+                bool decoupled, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   layout.scalars = {{"step", 0.0}, {"mu_product", 1.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
   return step_group<numoptim::NAdam>(params, state, layout, [=](auto zero) {
@@ -251,8 +258,9 @@ py::object nadam_step(py::handle params, py::dict state, double lr, double beta1
 }
 
 py::object radam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
-                double eps, double weight_decay, bool maximize, bool decoupled, bool defer) {
+                double eps, double weight_decay, bool maximize, bool decoupled, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   layout.scalars = {{"step", 0.0}};
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
   return step_group<numoptim::RAdam>(params, state, layout, [=](auto zero) {
@@ -262,8 +270,9 @@ py::object radam_step(py::handle params, py::dict state, double lr, double beta1
 }
 
 py::object asgd_step(py::handle params, py::dict state, double lr, double lambd, double alpha,
-               double t0, double weight_decay, bool maximize, bool defer) {
+               double t0, double weight_decay, bool maximize, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   // eta starts at the group's lr (rounded to float32, as torch's 0-d tensor).
   layout.scalars = {{"step", 0.0}, {"eta", lr}, {"mu", 1.0}};
   layout.buffers = {{"ax", 0.0}};
@@ -273,8 +282,9 @@ py::object asgd_step(py::handle params, py::dict state, double lr, double lambd,
 }
 
 py::object rprop_step(py::handle params, py::dict state, double lr, double etaminus, double etaplus,
-                double step_size_min, double step_size_max, bool maximize, bool defer) {
+                double step_size_min, double step_size_max, bool maximize, bool master, bool defer) {
   StateLayout layout;
+  layout.master = master;
   layout.scalars = {{"step", 0.0}};
   // The step sizes start at the group's lr when the state is created.
   layout.buffers = {{"prev", 0.0}, {"step_size", lr}};
@@ -317,30 +327,40 @@ PYBIND11_MODULE(_core, m) {
   // Every step takes `defer` last: false writes at once and returns None; true returns
   // the checked PreparedStep unwritten.
   m.def("sgd_step", &sgd_step, "params"_a, "state"_a, "lr"_a, "momentum"_a, "dampening"_a,
-        "weight_decay"_a, "nesterov"_a, "maximize"_a, "allow_sparse"_a, "defer"_a);
+        "weight_decay"_a, "nesterov"_a, "maximize"_a, "allow_sparse"_a, "master_weights"_a,
+        "defer"_a);
   m.def("adam_step", &adam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a,
-        "weight_decay"_a, "amsgrad"_a, "maximize"_a, "decoupled"_a, "defer"_a);
+        "weight_decay"_a, "amsgrad"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
+        "defer"_a);
   m.def("sgd_sparse_step", &sgd_sparse_step, "params"_a, "positions"_a, "lr"_a, "maximize"_a,
         "defer"_a);
   m.def("sparse_adam_step", &sparse_adam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a,
         "beta2"_a, "eps"_a, "maximize"_a, "defer"_a);
 
   m.def("adagrad_step", &adagrad_step, "params"_a, "state"_a, "lr"_a, "lr_decay"_a,
-        "weight_decay"_a, "eps"_a, "initial_accumulator_value"_a, "maximize"_a, "defer"_a);
+        "weight_decay"_a, "eps"_a, "initial_accumulator_value"_a, "maximize"_a, "master_weights"_a,
+        "defer"_a);
   m.def("rmsprop_step", &rmsprop_step, "params"_a, "state"_a, "lr"_a, "alpha"_a, "eps"_a,
-        "weight_decay"_a, "momentum"_a, "centered"_a, "maximize"_a, "defer"_a);
+        "weight_decay"_a, "momentum"_a, "centered"_a, "maximize"_a, "master_weights"_a,
+        "defer"_a);
   m.def("adadelta_step", &adadelta_step, "params"_a, "state"_a, "lr"_a, "rho"_a, "eps"_a,
-        "weight_decay"_a, "maximize"_a, "defer"_a);
+        "weight_decay"_a, "maximize"_a, "master_weights"_a,
+        "defer"_a);
   m.def("adamax_step", &adamax_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
-        "eps"_a, "weight_decay"_a, "maximize"_a, "defer"_a);
+        "eps"_a, "weight_decay"_a, "maximize"_a, "master_weights"_a,
+        "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
-        "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "defer"_a);
+        "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
+        "defer"_a);
   m.def("radam_step", &radam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
-        "eps"_a, "weight_decay"_a, "maximize"_a, "decoupled"_a, "defer"_a);
+        "eps"_a, "weight_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
+        "defer"_a);
   m.def("asgd_step", &asgd_step, "params"_a, "state"_a, "lr"_a, "lambd"_a, "alpha"_a, "t0"_a,
-        "weight_decay"_a, "maximize"_a, "defer"_a);
+        "weight_decay"_a, "maximize"_a, "master_weights"_a,
+        "defer"_a);
   m.def("rprop_step", &rprop_step, "params"_a, "state"_a, "lr"_a, "etaminus"_a, "etaplus"_a,
-        "step_size_min"_a, "step_size_max"_a, "maximize"_a, "defer"_a);
+        "step_size_min"_a, "step_size_max"_a, "maximize"_a, "master_weights"_a,
+        "defer"_a);
 
   m.def("set_num_threads", [](int n) { numoptim::binding::g_num_threads.store(n); }, "n"_a);
   m.def("get_num_threads", &numoptim::binding::num_threads);

@@ -94,13 +94,18 @@ void check_layout(const py::array& a, const What& what, bool writeable) {
   if (writeable && !a.writeable()) throw py::value_error(name_str(what) + " is read-only");
 }
 
-// A state buffer must look exactly like its parameter.
+// A state buffer must look exactly like its parameter, but for its dtype, which is
+// float32 for a 16-bit parameter with master weights (`float32_state`).
 template <class What>
-void check_buffer(py::handle obj, const What& what, const py::array& param) {
+void check_buffer(py::handle obj, const What& what, const py::array& param,
+                  bool float32_state = false) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(name_str(what) + " must be a numpy.ndarray, got " + describe(obj));
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!same_dtype(a, param))
+  if (float32_state && !has_dtype<float>(a))
+    throw py::type_error(name_str(what) + " has dtype " + dtype_str(a) +
+                         " but the parameter has master weights, kept in float32");
+  if (!float32_state && !same_dtype(a, param))
     throw py::type_error(name_str(what) + " has dtype " + dtype_str(a) +
                          " but the parameter has dtype " + dtype_str(param));
   if (!same_shape(a, param))
@@ -250,10 +255,15 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
         e.fresh = false;
         return py::reinterpret_borrow<py::object>(value);
       };
+      const bool master = uses_master(layout, storage);
       for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
         e.buffers[k] = lookup(buffer_keys[k]);
         if (e.buffers[k])
-          check_buffer(e.buffers[k], Name{Name::state, i, layout.buffers[k].key}, param);
+          check_buffer(e.buffers[k], Name{Name::state, i, layout.buffers[k].key}, param, master);
+      }
+      if (master) {
+        e.master = lookup(key_object(kMasterKey));
+        if (e.master) check_buffer(e.master, Name{Name::state, i, kMasterKey}, param, true);
       }
       for (std::size_t k = 0; k < layout.scalars.size(); ++k) {
         e.scalars[k] = lookup(scalar_keys[k]);
@@ -266,8 +276,11 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
 }
 
 void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout& layout) {
-  if (layout.buffers.empty() && layout.scalars.empty()) return;  // e.g. SGD without momentum
+  if (layout.buffers.empty() && layout.scalars.empty() && !layout.master)
+    return;  // e.g. SGD without momentum
   for (Entry& e : entries) {
+    const bool master = uses_master(layout, e.storage);
+    if (layout.buffers.empty() && layout.scalars.empty() && !master) continue;
     if (!e.state) {
       // A parameter listed twice shares one state, as in torch: its first entry may have
       // just created it. `fresh` stays as collect() found it, as torch's for-loop, which
@@ -285,10 +298,15 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
       PyObject* value = PyDict_GetItemString(e.state.ptr(), key);
       return value == nullptr ? py::object() : py::reinterpret_borrow<py::object>(value);
     };
+    if (master && !e.master && !(e.master = existing(kMasterKey))) {
+      // The master starts as the parameter, exactly (every 16-bit value is a float32).
+      e.master = param.attr("astype")("float32");
+      e.state[kMasterKey] = e.master;
+    }
     for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
       if (e.buffers[k]) continue;
       if ((e.buffers[k] = existing(layout.buffers[k].key))) continue;
-      py::array buffer(param.dtype(),
+      py::array buffer(master ? py::dtype::of<float>() : param.dtype(),
                        std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
       buffer.attr("fill")(layout.buffers[k].initial);
       e.state[layout.buffers[k].key] = buffer;

@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "numoptim/master_weights.hpp"
 #include "numoptim/multi_tensor.hpp"
 #include "numoptim/storage.hpp"
 
@@ -35,7 +36,14 @@ struct StateLayout {
   };
   std::vector<Entry> buffers;  // in the rule's buffer order after param and grad
   std::vector<Entry> scalars;  // in the rule's scalar-state order
+  // fp32 master weights (the optimizer's master_weights=True): a float16 or bfloat16
+  // parameter keeps a float32 copy under kMasterKey and float32 buffers.
+  bool master = false;
 };
+
+// The state key of a 16-bit parameter's float32 master copy.
+inline constexpr const char* kMasterKey = "master_param";
+
 
 std::string describe(py::handle obj);
 
@@ -96,6 +104,11 @@ constexpr Storage storage_of = std::is_same_v<T, float>      ? Storage::float32
 // The storage type of an array, or Storage::none for any other dtype.
 Storage storage_of_array(const py::array& a);
 
+// Whether a parameter of this storage steps on a float32 master copy under `layout`.
+inline bool uses_master(const StateLayout& layout, Storage storage) {
+  return layout.master && (storage == Storage::float16 || storage == Storage::bfloat16);
+}
+
 // One tensor of the group: its arrays, checked, and its state entries.
 // (py::object members, not py::array: a default py::array is an empty array, not null.)
 struct Entry {
@@ -105,6 +118,7 @@ struct Entry {
   std::array<py::object, 6> buffers;  // state buffers in layout order
   std::array<py::object, 4> scalars;  // 0-d float32 state in layout order
   bool fresh;                         // no state yet: this is the parameter's first step
+  py::object master;                  // the float32 master copy (master weights), or null
   Storage storage;                    // the dtype of the parameter, its grad and state
   std::size_t nbytes;                 // of the parameter, and so of its grad
 };
@@ -170,35 +184,67 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
   return out;
 }
 
-// Creates the missing state of a checked group and runs `Rule<T>` over its float32 and
-// float64 tensors. `make_rule` builds the rule for one dtype: make_rule(T{}) -> Rule<T>.
+// The gathered buffers of one 16-bit storage type S for MasterWeights: the float32
+// master, the grad, the float32 state buffers, then the parameter (see
+// master_weights.hpp for why the 16-bit pointers travel as float*).
+template <class S, std::size_t N>
+Gathered<float, N> gather_master(const std::vector<Entry>& entries, const StateLayout& layout) {
+  Gathered<float, N> out;
+  for (const Entry& e : entries) {
+    if (e.storage != storage_of<S>) continue;
+    std::array<float*, N> b{};
+    b[0] = data_of<float>(e.master);
+    b[1] = reinterpret_cast<float*>(data_of<S>(e.grad));
+    for (std::size_t k = 0; k < layout.buffers.size() && 2 + k < N - 1; ++k)
+      b[2 + k] = data_of<float>(e.buffers[k]);
+    b[N - 1] = reinterpret_cast<float*>(data_of<S>(e.param));
+    std::array<float*, 4> scalar_state{};
+    for (std::size_t k = 0; k < layout.scalars.size(); ++k)
+      scalar_state[k] = data_of<float>(e.scalars[k]);
+    out.tensors.buffers.push_back(b);
+    out.tensors.sizes.push_back(e.nbytes / sizeof(S));
+    out.scalar_state.push_back(scalar_state);
+    out.fresh.push_back(e.fresh);
+  }
+  return out;
+}
+
+// Creates the missing state of a checked group and runs `Rule<T>` over its tensors of
+// each storage type (16-bit ones with master weights through MasterWeights<Rule<float>>).
+// `make_rule` builds the rule for one compute type: make_rule(T{}) -> Rule<T>.
 template <template <class> class Rule, class MakeRule>
 void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout& layout,
                  const MakeRule& make_rule, bool serial) {
   if (entries.empty()) return;
   create_state(entries, state, layout);
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
-    using R = Rule<T>;
-    const R rule = make_rule(zero);
-    Gathered<T, R::num_buffers> g = gather<T, R::num_buffers>(entries, layout);
+  const int threads = serial ? 1 : num_threads();
+  const Isa isa = active_isa();
+  auto execute = [&](const auto& rule, const auto& g) {
     if (g.tensors.sizes.empty()) return;
-    std::vector<typename R::Scalars> scalars;
+    std::vector<typename std::decay_t<decltype(rule)>::Scalars> scalars;
     scalars.reserve(g.fresh.size());
     for (std::size_t t = 0; t < g.fresh.size(); ++t)
       scalars.push_back(rule.prepare(g.scalar_state[t].data(), g.fresh[t]));
-    const int threads = serial ? 1 : num_threads();
-    const Isa isa = active_isa();
     py::gil_scoped_release release;
     run_multi_tensor(rule, scalars, g.tensors, threads, isa);
+  };
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    execute(make_rule(zero), gather<T, Rule<T>::num_buffers>(entries, layout));
+  };
+  auto run_master = [&](auto zero) {
+    using M = MasterWeights<Rule<float>, decltype(zero)>;
+    execute(M{make_rule(float{})}, gather_master<decltype(zero), M::num_buffers>(entries, layout));
   };
   // One pass per storage type present: a group may mix them, in one native call.
   bool present[5] = {};
   for (const Entry& e : entries) present[static_cast<int>(e.storage)] = true;
   if (present[static_cast<int>(Storage::float32)]) run(float{});
   if (present[static_cast<int>(Storage::float64)]) run(double{});
-  if (present[static_cast<int>(Storage::float16)]) run(float16{});
-  if (present[static_cast<int>(Storage::bfloat16)]) run(bfloat16{});
+  if (present[static_cast<int>(Storage::float16)])
+    layout.master ? run_master(float16{}) : run(float16{});
+  if (present[static_cast<int>(Storage::bfloat16)])
+    layout.master ? run_master(bfloat16{}) : run(bfloat16{});
 }
 
 // One group's step: checks everything, then writes at once and returns None, or, with

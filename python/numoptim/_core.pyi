@@ -22,6 +22,7 @@ def adadelta_step(
     eps: float,
     weight_decay: float,
     maximize: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def adagrad_step(
@@ -33,6 +34,7 @@ def adagrad_step(
     eps: float,
     initial_accumulator_value: float,
     maximize: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def adam_step(
@@ -46,6 +48,7 @@ def adam_step(
     amsgrad: bool,
     maximize: bool,
     decoupled: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def adamax_step(
@@ -57,6 +60,7 @@ def adamax_step(
     eps: float,
     weight_decay: float,
     maximize: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def asgd_step(
@@ -68,6 +72,7 @@ def asgd_step(
     t0: float,
     weight_decay: float,
     maximize: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def bench_stream(arrays: list) -> None: ...
@@ -85,6 +90,7 @@ def nadam_step(
     momentum_decay: float,
     maximize: bool,
     decoupled: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def openmp_version() -> int: ...
@@ -98,6 +104,7 @@ def radam_step(
     weight_decay: float,
     maximize: bool,
     decoupled: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def rmsprop_step(
@@ -110,6 +117,7 @@ def rmsprop_step(
     momentum: float,
     centered: bool,
     maximize: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def rprop_step(
@@ -121,6 +129,7 @@ def rprop_step(
     step_size_min: float,
     step_size_max: float,
     maximize: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def set_num_threads(n: int) -> None: ...
@@ -137,6 +146,7 @@ def sgd_step(
     nesterov: bool,
     maximize: bool,
     allow_sparse: bool,
+    master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
 def simd_level() -> str: ...

@@ -54,6 +54,7 @@ class Adadelta(NativeOptimizer):
         capturable=False,
         maximize=False,
         differentiable=False,
+        master_weights=False,
     ) -> None:
         check_lr(lr)
         if not 0.0 <= rho <= 1.0:
@@ -73,6 +74,8 @@ class Adadelta(NativeOptimizer):
             "foreach": foreach,
             "differentiable": differentiable,
         }
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
@@ -84,5 +87,6 @@ class Adadelta(NativeOptimizer):
             scalar(group["eps"]),
             scalar(group["weight_decay"]),
             bool(group["maximize"]),
+            bool(group.get("master_weights", False)),
             defer,
         )

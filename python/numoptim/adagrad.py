@@ -63,6 +63,7 @@ class Adagrad(NativeOptimizer):
         maximize=False,
         differentiable=False,
         fused=None,
+        master_weights=False,
     ) -> None:
         check_lr(lr)
         if not 0.0 <= lr_decay:
@@ -89,6 +90,8 @@ class Adagrad(NativeOptimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
         # Unlike the other optimizers, torch creates Adagrad's state here, for every
         # parameter, whether or not it will ever have a gradient.
@@ -96,7 +99,12 @@ class Adagrad(NativeOptimizer):
             for p in group["params"]:
                 state = self.state[p]
                 state["step"] = np.array(0.0, dtype=np.float32)
-                state["sum"] = np.full(p.shape, initial_accumulator_value, dtype=p.dtype)
+                # With master weights, a 16-bit parameter's state is float32 (its master
+                # copy is made on the first step).
+                float32 = master_weights and p.dtype.itemsize == 2
+                state["sum"] = np.full(
+                    p.shape, initial_accumulator_value, dtype=np.float32 if float32 else p.dtype
+                )
 
     def _step_group(self, group, defer: bool):
         options = {
@@ -112,6 +120,7 @@ class Adagrad(NativeOptimizer):
             scalar(group["eps"]),
             scalar(self.defaults["initial_accumulator_value"]),
             bool(group["maximize"]),
+            bool(group.get("master_weights", False)),
         )
         # The native call takes dense gradients only; it checks every gradient before it
         # writes anything, so a group with row-sparse ones raises there untouched and is

@@ -84,6 +84,7 @@ class Adam(NativeOptimizer):
         differentiable=False,
         fused=None,
         decoupled_weight_decay=False,
+        master_weights=False,
     ) -> None:
         # torch's checks and their order: an array lr with foreach is refused before lr's
         # size and value are looked at, and array betas after every range check.
@@ -123,6 +124,8 @@ class Adam(NativeOptimizer):
             "fused": fused,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
@@ -143,5 +146,6 @@ class Adam(NativeOptimizer):
             bool(group["amsgrad"]),
             bool(group["maximize"]),
             bool(group["decoupled_weight_decay"]),
+            bool(group.get("master_weights", False)),
             defer,
         )

@@ -53,6 +53,7 @@ class Adamax(NativeOptimizer):
         maximize=False,
         differentiable=False,
         capturable=False,
+        master_weights=False,
     ) -> None:
         check_adam_family(lr, betas, eps, weight_decay)
         check_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
@@ -66,6 +67,8 @@ class Adamax(NativeOptimizer):
             "differentiable": differentiable,
             "capturable": capturable,
         }
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
@@ -79,5 +82,6 @@ class Adamax(NativeOptimizer):
             scalar(group["eps"]),
             scalar(group["weight_decay"]),
             bool(group["maximize"]),
+            bool(group.get("master_weights", False)),
             defer,
         )

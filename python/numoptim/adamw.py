@@ -33,6 +33,7 @@ class AdamW(Adam):
         capturable=False,
         differentiable=False,
         fused=None,
+        master_weights=False,
     ) -> None:
         super().__init__(
             params,
@@ -47,6 +48,7 @@ class AdamW(Adam):
             differentiable=differentiable,
             fused=fused,
             decoupled_weight_decay=True,
+            master_weights=master_weights,
         )
 
     def __setstate__(self, state) -> None:

@@ -57,6 +57,8 @@ class ASGD(NativeOptimizer):
         maximize=False,
         differentiable=False,
         capturable=False,
+        *,
+        master_weights=False,
     ) -> None:
         check_lr(lr)
         if not 0.0 <= weight_decay:
@@ -73,6 +75,8 @@ class ASGD(NativeOptimizer):
             "differentiable": differentiable,
             "capturable": capturable,
         }
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
@@ -85,5 +89,6 @@ class ASGD(NativeOptimizer):
             scalar(group["t0"]),
             scalar(group["weight_decay"]),
             bool(group["maximize"]),
+            bool(group.get("master_weights", False)),
             defer,
         )

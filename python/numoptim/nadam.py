@@ -64,6 +64,7 @@ class NAdam(NativeOptimizer):
         maximize=False,
         capturable=False,
         differentiable=False,
+        master_weights=False,
     ) -> None:
         check_adam_family(lr, betas, eps, weight_decay)
         if not 0.0 <= momentum_decay:
@@ -81,6 +82,8 @@ class NAdam(NativeOptimizer):
             "capturable": capturable,
             "differentiable": differentiable,
         }
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
@@ -96,5 +99,6 @@ class NAdam(NativeOptimizer):
             scalar(group["momentum_decay"]),
             bool(group["maximize"]),
             bool(group["decoupled_weight_decay"]),
+            bool(group.get("master_weights", False)),
             defer,
         )

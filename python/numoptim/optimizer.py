@@ -276,12 +276,15 @@ class Optimizer:
     # these to the parameter's dtype on load; the native kernels need float32.)
     _float32_scalar_state: tuple[str, ...] = ()
 
-    def _cast_state(self, param: Parameter, key: Any, value: Any) -> Any:
-        """Copies a loaded state value for ``param``: arrays in the parameter's dtype."""
+    def _cast_state(self, param: Parameter, key: Any, value: Any, dtype: Any = None) -> Any:
+        """Copies a loaded state value for ``param``: arrays in the parameter's dtype.
+
+        ``dtype`` overrides that dtype: float32 for a 16-bit parameter with master weights.
+        """
         if key == "step" or key in self._float32_scalar_state:
             return _float32_scalar(key, value)
         if isinstance(value, np.ndarray):
-            cast = np.array(value, dtype=param.dtype, order="C", copy=True)
+            cast = np.array(value, dtype=dtype or param.dtype, order="C", copy=True)
             if key in self._param_shaped_state and cast.shape != param.shape:
                 raise ValueError(
                     f"loaded state dict has a '{key}' of shape {cast.shape} for a parameter "
@@ -291,9 +294,9 @@ class Optimizer:
         if isinstance(value, np.generic):
             return value
         if isinstance(value, dict):
-            return {k: self._cast_state(param, k, v) for k, v in value.items()}
+            return {k: self._cast_state(param, k, v, dtype) for k, v in value.items()}
         if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
-            return type(value)(self._cast_state(param, None, v) for v in value)
+            return type(value)(self._cast_state(param, None, v, dtype) for v in value)
         return value
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -326,11 +329,14 @@ class Optimizer:
                 chain.from_iterable(g["params"] for g in groups),
             )
         )
+        # A 16-bit parameter with master weights keeps its state (and master) in float32.
+        master = {k for g in saved_groups if g.get("master_weights") for k in g["params"]}
         state: defaultdict[Any, dict[str, Any]] = defaultdict(dict)
         for k, v in state_dict["state"].items():
             if k in id_map:
                 param = id_map[k]
-                state[param] = self._cast_state(param, None, v)
+                float32 = k in master and param.dtype.itemsize == 2
+                state[param] = self._cast_state(param, None, v, np.float32 if float32 else None)
             else:
                 state[k] = v
 

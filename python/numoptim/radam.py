@@ -62,6 +62,7 @@ class RAdam(NativeOptimizer):
         maximize=False,
         capturable=False,
         differentiable=False,
+        master_weights=False,
     ) -> None:
         check_adam_family(lr, betas, eps, weight_decay)
         check_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
@@ -76,6 +77,8 @@ class RAdam(NativeOptimizer):
             "decoupled_weight_decay": decoupled_weight_decay,
             "differentiable": differentiable,
         }
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
@@ -90,5 +93,6 @@ class RAdam(NativeOptimizer):
             scalar(group["weight_decay"]),
             bool(group["maximize"]),
             bool(group["decoupled_weight_decay"]),
+            bool(group.get("master_weights", False)),
             defer,
         )

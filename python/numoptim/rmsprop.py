@@ -60,6 +60,8 @@ class RMSprop(NativeOptimizer):
         foreach=None,
         maximize=False,
         differentiable=False,
+        *,
+        master_weights=False,
     ) -> None:
         check_lr(lr)
         if not 0.0 <= eps:
@@ -83,6 +85,8 @@ class RMSprop(NativeOptimizer):
             "maximize": maximize,
             "differentiable": differentiable,
         }
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
@@ -96,5 +100,6 @@ class RMSprop(NativeOptimizer):
             scalar(group["momentum"]),
             bool(group["centered"]),
             bool(group["maximize"]),
+            bool(group.get("master_weights", False)),
             defer,
         )

@@ -53,6 +53,7 @@ class Rprop(NativeOptimizer):
         foreach=None,
         maximize=False,
         differentiable=False,
+        master_weights=False,
     ) -> None:
         check_lr(lr)
         if not 0.0 < etas[0] < 1.0 < etas[1]:
@@ -67,6 +68,8 @@ class Rprop(NativeOptimizer):
             "differentiable": differentiable,
             "capturable": capturable,
         }
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
@@ -81,5 +84,6 @@ class Rprop(NativeOptimizer):
             scalar(step_size_min),
             scalar(step_size_max),
             bool(group["maximize"]),
+            bool(group.get("master_weights", False)),
             defer,
         )

@@ -67,6 +67,7 @@ class SGD(NativeOptimizer):
         foreach=None,
         differentiable=False,
         fused=None,
+        master_weights=False,
     ) -> None:
         check_lr(lr)
         if momentum < 0.0:
@@ -87,6 +88,8 @@ class SGD(NativeOptimizer):
         }
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        if master_weights:  # beyond torch: in the groups (and repr) only when asked for
+            defaults["master_weights"] = True
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
@@ -106,6 +109,7 @@ class SGD(NativeOptimizer):
                 bool(group["nesterov"]),
                 maximize,
                 not fused and weight_decay == 0,  # allow_sparse
+                bool(group.get("master_weights", False)),
                 defer,
             )
         except _core.SparseGradientError:

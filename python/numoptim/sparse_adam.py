@@ -74,8 +74,8 @@ class SparseAdam(NativeOptimizer):
             defer,
         )
 
-    def _cast_state(self, param: Parameter, key: Any, value: Any) -> Any:
+    def _cast_state(self, param: Parameter, key: Any, value: Any, dtype: Any = None) -> Any:
         # SparseAdam's step is a Python int in torch, not the 0-d float32 of the others.
         if key == "step":
             return int(value)
-        return super()._cast_state(param, key, value)
+        return super()._cast_state(param, key, value, dtype)
