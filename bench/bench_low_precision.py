@@ -7,7 +7,8 @@ each process reports the median of its timed steps. Printed: per contestant the 
 over rounds and the spread, in ms and ns per element, and the median per-round ratio to
 the roofline of the same run. The roofline is numoptim's streaming kernel moving the
 same bytes as a 16-bit Adam step (p, m, v read and written, g read: 14 B per element)
-through float32 arrays of half the length (float32 Adam is compared with twice that).
+through float32 arrays of half the length (float32 Adam, and bfloat16 with fp32 master
+weights and state, move 28 B per element and are compared with twice that).
 torch runs when installed (fused=True, the
 same 16-bit tensors, torch.set_num_threads to match).
 """
@@ -48,7 +49,7 @@ elif contestant.startswith("numoptim"):
         contestant.split()[1]]
     p = numoptim.Parameter(rng.standard_normal(n).astype(np.float32).astype(dtype))
     p.grad = (rng.standard_normal(n) * 1e-2).astype(np.float32).astype(dtype)
-    optimizer = numoptim.Adam([p], lr=1e-4)
+    optimizer = numoptim.Adam([p], lr=1e-4, master_weights=contestant.endswith("master"))
     print(timed(optimizer.step))
 else:
     import torch
@@ -78,7 +79,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    contestants = ["roofline", "numoptim bfloat16", "numoptim float16", "numoptim float32"]
+    contestants = [
+        "roofline",
+        "numoptim bfloat16",
+        "numoptim float16",
+        "numoptim float32",
+        "numoptim bfloat16 master",
+    ]
     try:
         import torch  # noqa: F401
 
@@ -92,8 +99,9 @@ def main() -> None:
             times[contestant].append(run(contestant, args.n, args.threads))
     print(f"Adam, n = {args.n}, {args.threads} threads, {args.rounds} rounds (median [min-max])")
     for contestant, t in times.items():
-        # float32 Adam moves 28 B per element: twice the roofline's bytes.
-        scale = 2.0 if contestant.endswith("float32") else 1.0
+        # float32 Adam, and bfloat16 with fp32 master weights and state, move 28 B per
+        # element: twice the roofline's bytes.
+        scale = 2.0 if contestant.endswith(("float32", "master")) else 1.0
         ratio = statistics.median(x / (scale * r) for x, r in zip(t, times["roofline"]))
         print(
             f"{contestant:22} {statistics.median(t):8.2f} ms [{min(t):.2f}-{max(t):.2f}] "

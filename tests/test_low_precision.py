@@ -261,6 +261,26 @@ def test_master_weights_keep_the_float32_run_exactly(name, kwargs, dtype):
                 assert state[key].tobytes() == value.tobytes(), key
 
 
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_master_weights_on_threads_keep_the_float32_run(name, restore_threads):
+    # Large enough to split into chunks between threads: each chunk finds its place in
+    # the 16-bit arrays from its place in the master.
+    numoptim.set_num_threads(2)
+    rng = np.random.default_rng(8)
+    start = values(rng, (300_001,), LOW["bfloat16"])
+    p, q = Parameter(start.copy()), Parameter(start.astype(np.float32))
+    kwargs = OPTIMIZERS[name][-1]
+    optimizer = getattr(numoptim, name)([p], master_weights=True, **kwargs)
+    reference = getattr(numoptim, name)([q], **kwargs)
+    for _ in range(3):
+        g = values(rng, p.shape, LOW["bfloat16"])
+        p.grad, q.grad = g, g.astype(np.float32)
+        optimizer.step()
+        reference.step()
+    assert optimizer.state[p]["master_param"].tobytes() == q.tobytes()
+    np.testing.assert_array_equal(p.view(np.uint16), rounded(q, LOW["bfloat16"]))
+
+
 def test_master_weights_appear_in_the_groups_only_when_asked_for():
     p = Parameter(np.zeros(3, LOW["bfloat16"]))
     plain = numoptim.Adam([p])

@@ -184,29 +184,33 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
   return out;
 }
 
-// The gathered buffers of one 16-bit storage type S for MasterWeights: the float32
-// master, the grad, the float32 state buffers, then the parameter (see
-// master_weights.hpp for why the 16-bit pointers travel as float*).
-template <class S, std::size_t N>
-Gathered<float, N> gather_master(const std::vector<Entry>& entries, const StateLayout& layout) {
-  Gathered<float, N> out;
+// Runs MasterWeights<R, S> over the group's tensors of 16-bit storage S: buffers are the
+// float32 master in the parameter's place and the float32 state; each tensor's Scalars
+// carry its 16-bit grad and parameter (see master_weights.hpp).
+template <class R, class S>
+void run_master_weights(const R& rule, const std::vector<Entry>& entries,
+                        const StateLayout& layout, int threads, Isa isa) {
+  using M = MasterWeights<R, S>;
+  constexpr std::size_t N = M::num_buffers;
+  TensorList<float, N> tensors;
+  std::vector<typename M::Scalars> scalars;
   for (const Entry& e : entries) {
     if (e.storage != storage_of<S>) continue;
     std::array<float*, N> b{};
     b[0] = data_of<float>(e.master);
-    b[1] = reinterpret_cast<float*>(data_of<S>(e.grad));
-    for (std::size_t k = 0; k < layout.buffers.size() && 2 + k < N - 1; ++k)
+    for (std::size_t k = 0; k < layout.buffers.size() && 2 + k < N; ++k)
       b[2 + k] = data_of<float>(e.buffers[k]);
-    b[N - 1] = reinterpret_cast<float*>(data_of<S>(e.param));
     std::array<float*, 4> scalar_state{};
     for (std::size_t k = 0; k < layout.scalars.size(); ++k)
       scalar_state[k] = data_of<float>(e.scalars[k]);
-    out.tensors.buffers.push_back(b);
-    out.tensors.sizes.push_back(e.nbytes / sizeof(S));
-    out.scalar_state.push_back(scalar_state);
-    out.fresh.push_back(e.fresh);
+    tensors.buffers.push_back(b);
+    tensors.sizes.push_back(e.nbytes / sizeof(S));
+    scalars.push_back({rule.prepare(scalar_state.data(), e.fresh), b[0], data_of<S>(e.grad),
+                       data_of<S>(e.param)});
   }
-  return out;
+  if (tensors.sizes.empty()) return;
+  py::gil_scoped_release release;
+  run_multi_tensor(M{rule}, scalars, tensors, threads, isa);
 }
 
 // Creates the missing state of a checked group and runs `Rule<T>` over its tensors of
@@ -233,8 +237,8 @@ void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout&
     execute(make_rule(zero), gather<T, Rule<T>::num_buffers>(entries, layout));
   };
   auto run_master = [&](auto zero) {
-    using M = MasterWeights<Rule<float>, decltype(zero)>;
-    execute(M{make_rule(float{})}, gather_master<decltype(zero), M::num_buffers>(entries, layout));
+    run_master_weights<Rule<float>, decltype(zero)>(make_rule(float{}), entries, layout, threads,
+                                                     isa);
   };
   // One pass per storage type present: a group may mix them, in one native call.
   bool present[5] = {};
