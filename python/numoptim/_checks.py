@@ -52,22 +52,29 @@ def check_param_dtype(p: Any, index: int, name: str) -> None:
         )
 
 
-def check_new_group(optimizer, name: str) -> None:
-    """Refuses the group just appended to ``optimizer.param_groups`` if ``name`` cannot step it.
+class Float32Or64Only:
+    """Mixin of the optimizers whose step is NumPy code (Adafactor, Muon, LBFGS).
 
-    Called by ``add_param_group`` after the base class has validated and appended the
-    group, so that the group's parameters are already a list of Parameters; a refused
-    group is removed again, leaving the optimizer as it was.
-
-    Raises:
-        TypeError: a parameter of the group is not float32 or float64.
+    torch steps float16 and bfloat16 parameters there; numoptim's NumPy step does not,
+    so a group that holds one is refused when it is added (the constructor included),
+    and the optimizer is left as it was. ``_name`` is the optimizer's torch name.
     """
-    try:
-        for index, p in enumerate(optimizer.param_groups[-1]["params"]):
-            check_param_dtype(p, index, name)
-    except TypeError:
-        optimizer.param_groups.pop()
-        raise
+
+    _name: str
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
+
+        Raises:
+            TypeError: as the base class, or a parameter that is not float32 or float64.
+        """
+        super().add_param_group(param_group)
+        try:
+            for index, p in enumerate(self.param_groups[-1]["params"]):
+                check_param_dtype(p, index, self._name)
+        except TypeError:
+            self.param_groups.pop()
+            raise
 
 
 def check_step_inputs(optimizer, name: str, state_layout: StateLayout) -> None:

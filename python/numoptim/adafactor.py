@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_new_group, check_step_inputs
+from ._checks import Float32Or64Only, check_step_inputs
 from ._lerp import lerp
 from ._native import lr_value
 from .optimizer import Optimizer
@@ -32,7 +32,7 @@ def _state_layout(p: np.ndarray) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     return layout
 
 
-class Adafactor(Optimizer):
+class Adafactor(Float32Or64Only, Optimizer):
     """Adafactor (Shazeer & Stern, 2018), as ``torch.optim.Adafactor``.
 
     With g the gradient (negated when ``maximize``), t the step count, and RMS(x) =
@@ -70,6 +70,8 @@ class Adafactor(Optimizer):
         foreach: accepted for torch compatibility; changes nothing.
         maximize: maximize the objective instead of minimizing it (default False).
     """
+
+    _name = "Adafactor"
 
     def __init__(
         self,
@@ -112,16 +114,6 @@ class Adafactor(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", None)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
-
-        Raises:
-            TypeError: as the base class, or a parameter that is not float32 or float64
-                (torch steps float16 and bfloat16 here; numoptim's NumPy step does not).
-        """
-        super().add_param_group(param_group)
-        check_new_group(self, "Adafactor")
 
     def _init_state(self, p) -> dict[str, Any]:
         """The state of ``p``, created as :func:`_state_layout` says on its first step."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_new_group, check_param_dtype
+from ._checks import Float32Or64Only, check_param_dtype
 from ._native import check_lr, lr_value
 from .optimizer import Optimizer
 from .sparse import RowSparseGrad
@@ -186,7 +186,7 @@ def _as_state_scalar(value: Any) -> Any:
     return np.asarray(value) if isinstance(value, np.generic) else value
 
 
-class LBFGS(Optimizer):
+class LBFGS(Float32Or64Only, Optimizer):
     """L-BFGS (Nocedal, 1980; Liu & Nocedal, 1989), as ``torch.optim.LBFGS``.
 
     Heavily inspired by minFunc, as torch's. Each :meth:`step` runs up to ``max_iter``
@@ -235,6 +235,8 @@ class LBFGS(Optimizer):
         TypeError: a parameter that is not float32 or float64.
     """
 
+    _name = "LBFGS"
+
     def __init__(
         self,
         params,
@@ -266,16 +268,6 @@ class LBFGS(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._params = self.param_groups[0]["params"]
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
-
-        Raises:
-            TypeError: as the base class, or a parameter that is not float32 or float64
-                (torch steps float16 and bfloat16 here; numoptim's NumPy step does not).
-        """
-        super().add_param_group(param_group)
-        check_new_group(self, "LBFGS")
 
     # ------------------------------------------------- flat views of the params
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_new_group, check_step_inputs
+from ._checks import Float32Or64Only, check_step_inputs
 from ._lerp import lerp
 from ._native import lr_value
 from .optimizer import Optimizer
@@ -101,7 +101,7 @@ def _adjust_lr(lr: float, adjust_lr_fn: str | None, param_shape) -> float:
     return lr * adjusted_ratio
 
 
-class Muon(Optimizer):
+class Muon(Float32Or64Only, Optimizer):
     """Muon (Jordan et al., 2024), as ``torch.optim.Muon``, for 2-D parameters only.
 
     With g the gradient and mu the momentum::
@@ -156,6 +156,8 @@ class Muon(Optimizer):
         TypeError: a parameter that is not float32 or float64.
     """
 
+    _name = "Muon"
+
     def __init__(
         self,
         params,
@@ -203,16 +205,6 @@ class Muon(Optimizer):
                         f"size: {_torch_size(p.shape)}"
                     )
         self.ns_dtype = ns_dtype
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
-
-        Raises:
-            TypeError: as the base class, or a parameter that is not float32 or float64
-                (torch steps float16 and bfloat16 here; numoptim's NumPy step does not).
-        """
-        super().add_param_group(param_group)
-        check_new_group(self, "Muon")
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
