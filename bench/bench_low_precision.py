@@ -1,4 +1,4 @@
-"""Adam on bfloat16 and float16 parameters: numoptim, torch fused and the roofline.
+"""Adam on bfloat16 and float16 parameters, and with 8-bit state: numoptim, its peers, the roofline.
 
     python bench/bench_low_precision.py [--n 16777216] [--rounds 9] [--threads 2]
 
@@ -11,6 +11,10 @@ through float32 arrays of half the length (float32 Adam, and bfloat16 with fp32 
 weights and state, move 28 B per element and are compared with twice that).
 torch runs when installed (fused=True, the
 same 16-bit tensors, torch.set_num_threads to match).
+
+8-bit state (numoptim.Adam8bit on float32 parameters: p read and written, g read, one
+byte each of m and v read and written: 16 B per element, 8/7 of the 14 B roofline) is
+compared with numoptim's float32 Adam and with bitsandbytes' CPU Adam8bit when installed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,20 @@ if contestant == "roofline":
     numoptim.set_num_threads(threads)
     arrays = [rng.standard_normal(n // 2).astype(np.float32) for _ in range(4)]
     print(timed(lambda: numoptim._core.bench_stream(arrays)))
+elif contestant == "numoptim adam8bit":
+    import numoptim
+    numoptim.set_num_threads(threads)
+    p = numoptim.Parameter(rng.standard_normal(n).astype(np.float32))
+    p.grad = (rng.standard_normal(n) * 1e-2).astype(np.float32)
+    optimizer = numoptim.Adam8bit([p], lr=1e-4)
+    print(timed(optimizer.step))
+elif contestant == "bitsandbytes adam8bit":
+    import torch, bitsandbytes
+    torch.set_num_threads(threads)
+    p = torch.nn.Parameter(torch.randn(n))
+    p.grad = torch.randn(n) * 1e-2
+    optimizer = bitsandbytes.optim.Adam8bit([p], lr=1e-4)
+    print(timed(optimizer.step, repeat=5))
 elif contestant.startswith("numoptim"):
     import ml_dtypes, numoptim
     numoptim.set_num_threads(threads)
@@ -85,11 +103,15 @@ def main() -> None:
         "numoptim float16",
         "numoptim float32",
         "numoptim bfloat16 master",
+        "numoptim adam8bit",
     ]
     try:
         import torch  # noqa: F401
 
         contestants += ["torch fused bfloat16", "torch fused float16"]
+        import bitsandbytes  # noqa: F401
+
+        contestants += ["bitsandbytes adam8bit"]
     except ImportError:
         pass
     times: dict[str, list[float]] = {c: [] for c in contestants}
@@ -102,11 +124,22 @@ def main() -> None:
         # float32 Adam, and bfloat16 with fp32 master weights and state, move 28 B per
         # element: twice the roofline's bytes.
         scale = 2.0 if contestant.endswith(("float32", "master")) else 1.0
+        scale = 16 / 14 if contestant.endswith("adam8bit") else scale
         ratio = statistics.median(x / (scale * r) for x, r in zip(t, times["roofline"]))
         print(
             f"{contestant:22} {statistics.median(t):8.2f} ms [{min(t):.2f}-{max(t):.2f}] "
             f"{statistics.median(t) * 1e6 / args.n:6.3f} ns/elem  x{ratio:.2f} of roofline"
         )
+    fp32 = times["numoptim float32"]
+    for contestant in ("numoptim adam8bit", "bitsandbytes adam8bit"):
+        if contestant in times:
+            ratio = statistics.median(a / b for a, b in zip(times[contestant], fp32))
+            print(f"{contestant} / numoptim float32 Adam: x{ratio:.2f} (median per round)")
+    if "bitsandbytes adam8bit" in times:
+        ratio = statistics.median(
+            b / a for a, b in zip(times["numoptim adam8bit"], times["bitsandbytes adam8bit"])
+        )
+        print(f"numoptim adam8bit is x{ratio:.1f} faster than bitsandbytes adam8bit")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
 #include "numoptim/adadelta.hpp"
 #include "numoptim/adagrad.hpp"
 #include "numoptim/adam.hpp"
+#include "numoptim/adam8bit.hpp"
 #include "numoptim/adamax.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/nadam.hpp"
@@ -294,6 +295,185 @@ py::object rprop_step(py::handle params, py::dict state, double lr, double etami
   }, defer);
 }
 
+// ------------------------------------------------------------------ 8-bit Adam
+
+// Checks one array of an 8-bit step: an ndarray of dtype T, `size` elements (any shape),
+// C-contiguous and aligned, and writeable when `writeable`. Returns its data.
+template <class T>
+T* checked_array(py::handle obj, const std::string& what, std::size_t size, bool writeable,
+                 const char* dtype_name) {
+  using numoptim::binding::describe;
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(what + " must be a numpy.ndarray, got " + describe(obj));
+  const auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!numoptim::binding::has_dtype<T>(a))
+    throw py::type_error(what + " must have dtype " + dtype_name + ", got " +
+                         py::str(a.dtype()).cast<std::string>());
+  if (static_cast<std::size_t>(a.size()) != size)
+    throw py::value_error(what + " has " + std::to_string(a.size()) + " elements, expected " +
+                          std::to_string(size));
+  if (!(a.flags() & py::array::c_style) ||
+      !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(what + " is not C-contiguous and aligned");
+  if (writeable && !a.writeable()) throw py::value_error(what + " is read-only");
+  return numoptim::binding::data_of<T>(py::reinterpret_borrow<py::object>(obj));
+}
+
+// One tensor of an 8-bit step, checked.
+struct Adam8bitTensor {
+  numoptim::binding::Storage storage;
+  void* param;
+  const void* grad;
+  std::size_t size;
+  double step;
+  std::uint8_t *m8 = nullptr, *v8 = nullptr;
+  float *absmax1 = nullptr, *absmax2 = nullptr, *m32 = nullptr, *v32 = nullptr;
+  const float *code1 = nullptr, *code2 = nullptr;
+  const std::uint32_t *table1 = nullptr, *table2 = nullptr;
+};
+
+// Adam8bit/AdamW8bit over a list of tensors, each a tuple (index, param, grad, step,
+// state1, state2, absmax1, absmax2, qmap1, qmap2, table1, table2): state1 and state2
+// uint8 with the rest arrays (8-bit state), or float32 with the rest None. `step` is the
+// tensor's step count after this step. The Python optimizer creates the state; this
+// checks every array, then writes (or, with `defer`, returns the write).
+py::object adam8bit_step(py::list tensors, double lr, double beta1, double beta2, double eps,
+                         double weight_decay, bool defer) {
+  using numoptim::binding::Storage;
+  std::vector<Adam8bitTensor> checked;
+  for (py::handle item : tensors) {
+    const auto t = py::reinterpret_borrow<py::tuple>(item);
+    if (t.size() != 12) throw py::value_error("an 8-bit step takes 12-tuples");
+    const std::string name = "parameter " + py::str(t[0]).cast<std::string>();
+    Adam8bitTensor e;
+    if (!py::isinstance<py::array>(t[1]))
+      throw py::type_error(name + " must be a numpy.ndarray");
+    const auto param = py::reinterpret_borrow<py::array>(t[1]);
+    e.storage = numoptim::binding::storage_of_array(param);
+    e.size = static_cast<std::size_t>(param.size());
+    auto both = [&](auto zero, const char* dtype) {
+      using S = decltype(zero);
+      e.param = checked_array<S>(t[1], name, e.size, true, dtype);
+      e.grad = checked_array<S>(t[2], "the grad of " + name, e.size, false, dtype);
+    };
+    if (e.storage == Storage::float32) both(float{}, "float32");
+    else if (e.storage == Storage::float16) both(numoptim::float16{}, "float16");
+    else if (e.storage == Storage::bfloat16) both(numoptim::bfloat16{}, "bfloat16");
+    else
+      throw py::type_error(name + " has dtype " + py::str(param.dtype()).cast<std::string>() +
+                           ": 8-bit optimizers step float32, float16 and bfloat16 parameters");
+    const auto grad = py::reinterpret_borrow<py::array>(t[2]);
+    if (grad.ndim() != param.ndim() ||
+        !std::equal(param.shape(), param.shape() + param.ndim(), grad.shape()))
+      throw py::value_error("the grad of " + name + " does not have the parameter's shape");
+    e.step = t[3].cast<double>();
+    const bool quantized = py::isinstance<py::array>(t[4]) &&
+                           numoptim::binding::has_dtype<std::uint8_t>(
+                               py::reinterpret_borrow<py::array>(t[4]));
+    if (quantized) {
+      const std::size_t blocks = (e.size + numoptim::kQuantBlock - 1) / numoptim::kQuantBlock;
+      e.m8 = checked_array<std::uint8_t>(t[4], "state1 of " + name, e.size, true, "uint8");
+      e.v8 = checked_array<std::uint8_t>(t[5], "state2 of " + name, e.size, true, "uint8");
+      e.absmax1 = checked_array<float>(t[6], "absmax1 of " + name, blocks, true, "float32");
+      e.absmax2 = checked_array<float>(t[7], "absmax2 of " + name, blocks, true, "float32");
+      e.code1 = checked_array<float>(t[8], "qmap1 of " + name, 256, false, "float32");
+      e.code2 = checked_array<float>(t[9], "qmap2 of " + name, 256, false, "float32");
+      e.table1 = checked_array<std::uint32_t>(t[10], "the quantization table of " + name,
+                                              numoptim::kQuantTableSize, false, "uint32");
+      e.table2 = checked_array<std::uint32_t>(t[11], "the quantization table of " + name,
+                                              numoptim::kQuantTableSize, false, "uint32");
+    } else {
+      e.m32 = checked_array<float>(t[4], "state1 of " + name, e.size, true, "float32");
+      e.v32 = checked_array<float>(t[5], "state2 of " + name, e.size, true, "float32");
+    }
+    checked.push_back(e);
+  }
+  // Parameters that overlap each other or a gradient step one after the other, in order,
+  // as in the other optimizers (with threads, the result would depend on timing).
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> spans;
+  for (const Adam8bitTensor& e : checked) {
+    const std::size_t bytes = e.size * (e.storage == Storage::float32 ? 4 : 2);
+    spans.push_back({reinterpret_cast<std::uintptr_t>(e.param), bytes});
+    spans.push_back({reinterpret_cast<std::uintptr_t>(e.grad), bytes});
+  }
+  std::sort(spans.begin(), spans.end());
+  bool serial = false;
+  for (std::size_t k = 1; k < spans.size(); ++k)
+    serial |= spans[k].first < spans[k - 1].first + spans[k - 1].second;
+  PreparedStep step;
+  step.write = [checked = std::move(checked), lr, beta1, beta2, eps, weight_decay, serial]() {
+    const int threads = serial ? 1 : numoptim::binding::num_threads();
+    const numoptim::Isa isa = numoptim::active_isa();
+    auto run = [&](auto zero) {
+      using S = decltype(zero);
+      using Rule = numoptim::Adam8bit<S>;
+      // One rule per pair of maps: all tensors share bitsandbytes' maps unless a loaded
+      // state dict brought others.
+      std::vector<const Adam8bitTensor*> left;
+      for (const Adam8bitTensor& e : checked)
+        if (e.storage == numoptim::binding::storage_of<S>) left.push_back(&e);
+      while (!left.empty()) {
+        // The maps of the first 8-bit tensor left (none: all have float32 state).
+        auto quantized = std::find_if(left.begin(), left.end(),
+                                      [](const Adam8bitTensor* e) { return e->m8 != nullptr; });
+        const Adam8bitTensor& first = quantized == left.end() ? *left.front() : **quantized;
+        const Rule rule{lr,          beta1,       beta2,        eps,         weight_decay,
+                        first.code1, first.code2, first.table1, first.table2};
+        numoptim::TensorList<S, 2> list;
+        std::vector<typename Rule::Scalars> scalars;
+        std::vector<const Adam8bitTensor*> rest;
+        for (const Adam8bitTensor* e : left) {
+          if (e->m8 != nullptr && (!std::equal(e->code1, e->code1 + 256, first.code1) ||
+                                   !std::equal(e->code2, e->code2 + 256, first.code2))) {
+            rest.push_back(e);
+            continue;
+          }
+          auto s = rule.scalars(e->step);
+          s.param = static_cast<const S*>(e->param);
+          s.m8 = e->m8, s.v8 = e->v8, s.absmax1 = e->absmax1, s.absmax2 = e->absmax2;
+          s.m32 = e->m32, s.v32 = e->v32;
+          list.buffers.push_back({static_cast<S*>(e->param),
+                                  const_cast<S*>(static_cast<const S*>(e->grad))});
+          list.sizes.push_back(e->size);
+          scalars.push_back(s);
+        }
+        {
+          py::gil_scoped_release release;
+          numoptim::run_multi_tensor(rule, scalars, list, threads, isa);
+        }
+        left = std::move(rest);
+      }
+    };
+    run(float{});
+    run(numoptim::float16{});
+    run(numoptim::bfloat16{});
+  };
+  return defer_or_write(std::move(step), defer);
+}
+
+// The quantization table of a sorted map of 256 float32 codes (see adam8bit.hpp).
+py::array_t<std::uint32_t> quantization_table(py::handle code) {
+  const float* c = checked_array<float>(code, "the quantization map", 256, false, "float32");
+  py::array_t<std::uint32_t> table(numoptim::kQuantTableSize);
+  if (!numoptim::build_quantization_table(c, table.mutable_data()))
+    throw py::value_error(
+        "unsupported quantization map: it must be 256 sorted codes in [-1, 1], and no "
+        "two changes of nearest code closer than 1/128 of their magnitude");
+  return table;
+}
+
+// The code indices of `values` (float32) by `table`: the quantizer alone, for tests.
+py::array_t<std::uint8_t> quantize_values(py::handle values, py::handle table) {
+  const auto a = py::reinterpret_borrow<py::array>(values);
+  const float* x = checked_array<float>(values, "values", a.size(), false, "float32");
+  const std::uint32_t* t = checked_array<std::uint32_t>(table, "the quantization table",
+                                                        numoptim::kQuantTableSize, false, "uint32");
+  py::array_t<std::uint8_t> out(a.size());
+  std::uint8_t* q = out.mutable_data();
+  for (py::ssize_t i = 0; i < a.size(); ++i) q[i] = numoptim::quantize(x[i], t);
+  return out;
+}
+
 std::string compiler() {
 #if defined(__clang__)
   return std::string("clang ") + __clang_version__;
@@ -362,6 +542,10 @@ PYBIND11_MODULE(_core, m) {
         "step_size_min"_a, "step_size_max"_a, "maximize"_a, "master_weights"_a,
         "defer"_a);
 
+  m.def("adam8bit_step", &adam8bit_step, "tensors"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a,
+        "weight_decay"_a, "defer"_a);
+  m.def("quantization_table", &quantization_table, "code"_a);
+  m.def("_quantize", &quantize_values, "values"_a, "table"_a);
   m.def("set_num_threads", [](int n) { numoptim::binding::g_num_threads.store(n); }, "n"_a);
   m.def("get_num_threads", &numoptim::binding::num_threads);
   m.def("simd_level", [] { return numoptim::isa_name(numoptim::active_isa()); });

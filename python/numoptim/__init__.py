@@ -16,6 +16,7 @@ from .adadelta import Adadelta
 from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam
+from .adam8bit import Adam8bit, AdamW8bit
 from .adamax import Adamax
 from .adamw import AdamW
 from .asgd import ASGD
@@ -42,7 +43,9 @@ __all__ = [
     "Adafactor",
     "Adagrad",
     "Adam",
+    "Adam8bit",
     "AdamW",
+    "AdamW8bit",
     "Adamax",
     "Muon",
     "NAdam",

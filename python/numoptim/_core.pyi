@@ -14,6 +14,17 @@ class PreparedStep:
 
 def _to_storage_bits(values: Any, dtype: str) -> Any: ...
 def _from_storage_bits(bits: Any, dtype: str) -> Any: ...
+def _quantize(values: Any, table: Any) -> Any: ...
+def quantization_table(code: Any) -> Any: ...
+def adam8bit_step(
+    tensors: list[tuple],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    defer: bool,
+) -> PreparedStep | None: ...
 def adadelta_step(
     params: Any,
     state: dict,
