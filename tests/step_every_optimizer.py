@@ -25,6 +25,16 @@ for name in names:
         optimizer = getattr(numoptim, name)(params, lr=0.01)
         optimizer.step()
         optimizer.step()
+for name in ("Adam8bit", "AdamW8bit"):  # 8-bit state (threaded) and float32 state
+    params = [
+        numoptim.Parameter(np.ones((256, 300), np.float32)),
+        numoptim.Parameter(np.ones((3, 5), np.float32)),
+    ]
+    for p in params:
+        p.grad = np.full(p.shape, 0.5, np.float32)
+    optimizer = getattr(numoptim, name)(params, lr=0.01)
+    optimizer.step()
+    optimizer.step()
 for name, kwargs in (("SGD", {}), ("Adagrad", {}), ("SparseAdam", {})):
     p = numoptim.Parameter(np.ones((70000, 4), np.float32))
     p.grad = numoptim.RowSparseGrad(np.array([3, 1, 3]), np.ones((3, 4), np.float32), p.shape)
