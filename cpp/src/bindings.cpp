@@ -17,6 +17,7 @@
 #include "numoptim/adam8bit.hpp"
 #include "numoptim/adamax.hpp"
 #include "numoptim/asgd.hpp"
+#include "numoptim/grad_norm.hpp"
 #include "numoptim/nadam.hpp"
 #include "numoptim/radam.hpp"
 #include "numoptim/rmsprop.hpp"
@@ -451,6 +452,118 @@ py::object adam8bit_step(py::list tensors, double lr, double beta1, double beta2
   return defer_or_write(std::move(step), defer);
 }
 
+// ------------------------------------------------------------------ gradient norms
+
+// The storage type of a checked float array, or a TypeError naming it.
+numoptim::binding::Storage float_storage(py::handle obj, const std::string& what) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(what + " must be a numpy.ndarray, got " +
+                         numoptim::binding::describe(obj));
+  const auto a = py::reinterpret_borrow<py::array>(obj);
+  const auto storage = numoptim::binding::storage_of_array(a);
+  if (storage == numoptim::binding::Storage::none)
+    throw py::type_error(what + " has dtype " + py::str(a.dtype()).cast<std::string>() +
+                         ": expected float32, float64, float16 or bfloat16");
+  if (!(a.flags() & py::array::c_style) ||
+      !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(what + " is not C-contiguous and aligned");
+  return storage;
+}
+
+// For each array, the reduction of its elements for the vector norm of order p (the sum
+// of |x|^p, the max or min of |x|, or the count of nonzeros; see grad_norm.hpp), in
+// double, bit-identical for every thread count and SIMD level.
+py::array_t<double> norm_reductions(py::list arrays, double p) {
+  using numoptim::binding::Storage;
+  std::vector<Storage> storages;
+  std::size_t index = 0;
+  for (py::handle a : arrays)
+    storages.push_back(float_storage(a, "tensor " + std::to_string(index++)));
+  py::array_t<double> out(static_cast<py::ssize_t>(storages.size()));
+  double* result = out.mutable_data();
+  const numoptim::NormKind kind = numoptim::norm_kind(p);
+  const int threads = numoptim::binding::num_threads();
+  const numoptim::Isa isa = numoptim::active_isa();
+  auto run = [&](auto zero) {
+    using S = decltype(zero);
+    std::vector<numoptim::NormInput<S>> inputs;
+    std::vector<std::size_t> positions;
+    for (std::size_t i = 0; i < storages.size(); ++i) {
+      if (storages[i] != numoptim::binding::storage_of<S>) continue;
+      const auto a = py::reinterpret_borrow<py::array>(arrays[i]);
+      inputs.push_back({static_cast<const S*>(a.data()), static_cast<std::size_t>(a.size())});
+      positions.push_back(i);
+    }
+    if (inputs.empty()) return;
+    std::vector<double> reduced(inputs.size());
+    auto with_kind = [&](auto kind_constant) {
+      constexpr numoptim::NormKind Kind = decltype(kind_constant)::value;
+      const numoptim::NormBlock<Kind, S> rule{p};
+      auto reduce = [&](const S* x, std::size_t n) {
+        double value = 0;
+        S* buffers[1] = {const_cast<S*>(x)};
+        numoptim::update_at(isa, rule, typename numoptim::NormBlock<Kind, S>::Scalars{&value},
+                            buffers, n);
+        return value;
+      };
+      py::gil_scoped_release release;
+      numoptim::reduce_tensors(inputs, Kind, reduce, reduced.data(), threads);
+    };
+    using K = numoptim::NormKind;
+    switch (kind) {
+      case K::two: with_kind(std::integral_constant<K, K::two>{}); break;
+      case K::one: with_kind(std::integral_constant<K, K::one>{}); break;
+      case K::power: with_kind(std::integral_constant<K, K::power>{}); break;
+      case K::max: with_kind(std::integral_constant<K, K::max>{}); break;
+      case K::min: with_kind(std::integral_constant<K, K::min>{}); break;
+      case K::count: with_kind(std::integral_constant<K, K::count>{}); break;
+    }
+    for (std::size_t k = 0; k < positions.size(); ++k) result[positions[k]] = reduced[k];
+  };
+  run(float{});
+  run(double{});
+  run(numoptim::float16{});
+  run(numoptim::bfloat16{});
+  return out;
+}
+
+// Multiplies every array in place by `coefficient` (converted to float for float32 and
+// 16-bit arrays, each value rounded once), in one multi-threaded pass. All arrays are
+// checked before any is written.
+void scale_arrays(py::list arrays, double coefficient) {
+  using numoptim::binding::Storage;
+  std::vector<Storage> storages;
+  std::size_t index = 0;
+  for (py::handle a : arrays) {
+    const std::string what = "tensor " + std::to_string(index++);
+    storages.push_back(float_storage(a, what));
+    if (!py::reinterpret_borrow<py::array>(a).writeable())
+      throw py::value_error(what + " is read-only");
+  }
+  const int threads = numoptim::binding::num_threads();
+  const numoptim::Isa isa = numoptim::active_isa();
+  auto run = [&](auto zero) {
+    using S = decltype(zero);
+    using Rule = numoptim::Scale<S>;
+    numoptim::TensorList<S, 1> list;
+    for (std::size_t i = 0; i < storages.size(); ++i) {
+      if (storages[i] != numoptim::binding::storage_of<S>) continue;
+      const auto a = py::reinterpret_borrow<py::array>(arrays[i]);
+      list.buffers.push_back({numoptim::binding::data_of<S>(py::reinterpret_borrow<py::object>(arrays[i]))});
+      list.sizes.push_back(static_cast<std::size_t>(a.size()));
+    }
+    if (list.sizes.empty()) return;
+    const Rule rule{typename Rule::T(coefficient)};
+    const std::vector<typename Rule::Scalars> scalars(list.sizes.size());
+    py::gil_scoped_release release;
+    numoptim::run_multi_tensor(rule, scalars, list, threads, isa);
+  };
+  run(float{});
+  run(double{});
+  run(numoptim::float16{});
+  run(numoptim::bfloat16{});
+}
+
 // The quantization table of a sorted map of 256 float32 codes (see adam8bit.hpp).
 py::array_t<std::uint32_t> quantization_table(py::handle code) {
   const float* c = checked_array<float>(code, "the quantization map", 256, false, "float32");
@@ -546,6 +659,8 @@ PYBIND11_MODULE(_core, m) {
         "weight_decay"_a, "defer"_a);
   m.def("quantization_table", &quantization_table, "code"_a);
   m.def("_quantize", &quantize_values, "values"_a, "table"_a);
+  m.def("norm_reductions", &norm_reductions, "arrays"_a, "p"_a);
+  m.def("scale_arrays", &scale_arrays, "arrays"_a, "coefficient"_a);
   m.def("set_num_threads", [](int n) { numoptim::binding::g_num_threads.store(n); }, "n"_a);
   m.def("get_num_threads", &numoptim::binding::num_threads);
   m.def("simd_level", [] { return numoptim::isa_name(numoptim::active_isa()); });

@@ -10,7 +10,7 @@ from ._load import load_core
 
 _core = load_core()
 
-from . import lr_scheduler, plotting, swa_utils
+from . import lr_scheduler, plotting, swa_utils, utils
 from ._config import get_num_threads, set_num_threads, show_config
 from .adadelta import Adadelta
 from .adafactor import Adafactor
@@ -64,4 +64,5 @@ __all__ = [
     "set_num_threads",
     "show_config",
     "swa_utils",
+    "utils",
 ]

@@ -1,0 +1,255 @@
+"""Gradient utilities of ``torch.nn.utils`` for NumPy parameters.
+
+``clip_grad_norm_``, ``get_total_norm``, ``clip_grads_with_norm_``, ``clip_grad_value_``,
+``parameters_to_vector`` and ``vector_to_parameters`` with torch's signatures, defaults,
+errors and results (0-d arrays where torch returns 0-d tensors). The norms are computed
+natively in one multi-threaded pass over the gradients, in a fixed order: a total norm is
+bit-identical for every thread count and SIMD level (cpp/include/numoptim/grad_norm.hpp).
+As in torch, the total norm is the norm of the per-tensor norms, each rounded to its
+tensor's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from . import _core
+
+__all__ = [
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
+    "parameters_to_vector",
+    "vector_to_parameters",
+]
+
+
+def _as_list(tensors: Any) -> list:
+    """A single array as a one-element list, any other iterable as a list (torch)."""
+    return [tensors] if isinstance(tensors, np.ndarray) else list(tensors)
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    """The array itself, or a C-contiguous copy (read-only uses) when it is not one."""
+    if array.flags.c_contiguous and array.flags.aligned:
+        return array
+    return np.ascontiguousarray(array)
+
+
+def _finish(reduced: np.ndarray, p: float) -> np.ndarray:
+    """The p-norms from their reductions (see grad_norm.hpp), in float64."""
+    if p == 2:
+        return np.sqrt(reduced)
+    if p in (1, 0, math.inf, -math.inf):
+        return reduced
+    return reduced ** (1.0 / p)
+
+
+def _result_dtype(dtypes: list[np.dtype]) -> np.dtype:
+    """torch.stack's promotion of the per-tensor norms' dtypes."""
+    if all(d == dtypes[0] for d in dtypes):
+        return dtypes[0]
+    return np.dtype(np.float64) if any(d == np.float64 for d in dtypes) else np.dtype(np.float32)
+
+
+def get_total_norm(
+    tensors: Any,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> np.ndarray:
+    """The norm of the norms of ``tensors``, as ``torch.nn.utils.get_total_norm``.
+
+    Args:
+        tensors: an array or an iterable of arrays (float32, float64, float16 or
+            bfloat16), typically gradients.
+        norm_type: the order of the norm: any float, ``inf`` or ``-inf`` (default 2).
+        error_if_nonfinite: raise when the total norm is NaN or infinite.
+        foreach: accepted for torch's signature; there is one native path.
+
+    Returns:
+        The total norm as a 0-d array (float32 ``0.0`` for no tensors), in the dtype of
+        the per-tensor norms (promoted as ``torch.stack`` does when they differ).
+
+    Raises:
+        RuntimeError: the total norm is not finite and ``error_if_nonfinite`` is set, or
+            an empty tensor with ``norm_type`` ``inf`` or ``-inf`` (no identity).
+    """
+    del foreach
+    tensors = _as_list(tensors)
+    norm_type = float(norm_type)
+    if len(tensors) == 0:
+        return np.array(0.0, dtype=np.float32)
+    if math.isinf(norm_type) and any(t.size == 0 for t in tensors):
+        name = "inf" if norm_type > 0 else "-inf"
+        raise RuntimeError(
+            f"linalg.vector_norm cannot compute the {name} norm on an empty tensor because "
+            "the operation does not have an identity"
+        )
+    reduced = _core.norm_reductions([_native(np.asarray(t)) for t in tensors], norm_type)
+    norms = _finish(reduced, norm_type)
+    dtypes = [np.asarray(t).dtype for t in tensors]
+    # Each tensor's norm in its dtype, as torch's per-tensor norms, then their norm.
+    norms = np.array([dtype.type(n) for n, dtype in zip(norms, dtypes)], dtype=np.float64)
+    dtype = _result_dtype(dtypes)
+    total_reduced = _core.norm_reductions([norms], norm_type)
+    total = np.array(_finish(total_reduced, norm_type)[0], dtype=dtype)
+    if error_if_nonfinite and not np.isfinite(total):
+        raise RuntimeError(
+            f"The total norm of order {norm_type} for gradients from `parameters` is "
+            "non-finite, so it cannot be clipped. To disable this error and scale the "
+            "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+    return total
+
+
+def _scale(grads: list[np.ndarray], coefficient: np.ndarray) -> None:
+    """grads *= coefficient in place, each value rounded once to its dtype."""
+    native, other = [], []
+    seen: set[int] = set()
+    for g in grads:
+        contiguous = g.flags.c_contiguous and g.flags.aligned
+        # A gradient listed twice is scaled twice, as torch's foreach_mul_ does; the
+        # repeat runs in its own pass so that no two threads write the same memory.
+        if contiguous and id(g) not in seen:
+            native.append(g)
+            seen.add(id(g))
+        else:
+            other.append(g)
+    _core.scale_arrays(native, float(coefficient))
+    for g in other:
+        if g.flags.c_contiguous and g.flags.aligned:
+            _core.scale_arrays([g], float(coefficient))
+        else:
+            np.multiply(g, coefficient.astype(g.dtype), out=g)
+
+
+def clip_grads_with_norm_(
+    parameters: Any, max_norm: float, total_norm: Any, foreach: bool | None = None
+) -> None:
+    """Scales the gradients by ``min(max_norm / (total_norm + 1e-6), 1)``, in place.
+
+    As ``torch.nn.utils.clip_grads_with_norm_``: the coefficient is computed in the dtype
+    of ``total_norm`` with torch's operations, and every gradient is multiplied by it,
+    even when it is 1.
+
+    Args:
+        parameters: a parameter or an iterable of parameters (those without a grad are
+            skipped).
+        max_norm: the largest norm the gradients may have.
+        total_norm: their total norm, as :func:`get_total_norm` returns it.
+        foreach: accepted for torch's signature.
+    """
+    del foreach
+    parameters = _as_list(parameters)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    max_norm = float(max_norm)
+    if len(grads) == 0:
+        return
+    total = np.asarray(total_norm)
+    kind = total.dtype.type
+    # torch: max_norm / (total + 1e-6) is reciprocal(total + 1e-6) * max_norm.
+    denominator = kind(total + kind(1e-6))
+    coefficient = kind(kind(kind(1.0) / denominator) * kind(max_norm))
+    coefficient = np.minimum(np.asarray(coefficient), kind(1.0))  # NaN stays NaN
+    _scale(grads, coefficient)
+
+
+def clip_grad_norm_(
+    parameters: Any,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> np.ndarray:
+    """Clips the gradients' total norm to ``max_norm``, as ``torch.nn.utils.clip_grad_norm_``.
+
+    :func:`get_total_norm` of the gradients, then :func:`clip_grads_with_norm_`.
+
+    Args:
+        parameters: a parameter or an iterable of parameters (a generator is read once).
+        max_norm: the largest norm the gradients may have.
+        norm_type: the order of the norm (default 2; ``inf`` for the largest magnitude).
+        error_if_nonfinite: raise instead of scaling by a NaN or infinite norm.
+        foreach: accepted for torch's signature.
+
+    Returns:
+        The total norm of the gradients before clipping, as a 0-d array.
+    """
+    if isinstance(parameters, np.ndarray):
+        parameters = [parameters]
+    else:
+        is_generator = isinstance(parameters, types.GeneratorType)
+        parameters = list(parameters)
+        if is_generator and len(parameters) == 0:
+            warnings.warn(
+                "`parameters` is an empty generator, no gradient clipping will occur.",
+                stacklevel=2,
+            )
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total_norm = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
+    clip_grads_with_norm_(parameters, max_norm, total_norm, foreach)
+    return total_norm
+
+
+def clip_grad_value_(parameters: Any, clip_value: float, foreach: bool | None = None) -> None:
+    """Clamps every gradient to ``[-clip_value, clip_value]`` in place (NaN stays NaN).
+
+    Args:
+        parameters: a parameter or an iterable of parameters.
+        clip_value: the largest magnitude a gradient element may have.
+        foreach: accepted for torch's signature.
+    """
+    del foreach
+    clip_value = float(clip_value)
+    for p in _as_list(parameters):
+        if p.grad is not None:
+            g = p.grad
+            np.clip(g, g.dtype.type(-clip_value), g.dtype.type(clip_value), out=g)
+
+
+def parameters_to_vector(parameters: Iterable[np.ndarray]) -> np.ndarray:
+    """The parameters flattened and concatenated into a new 1-d array (torch's order).
+
+    Raises:
+        RuntimeError: no parameters (as ``torch.cat`` of an empty list).
+    """
+    flat = [np.asarray(p).reshape(-1) for p in parameters]
+    if not flat:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    return np.concatenate(flat)
+
+
+def vector_to_parameters(vec: np.ndarray, parameters: Iterable[np.ndarray]) -> None:
+    """Copies consecutive slices of ``vec`` into the parameters, in place.
+
+    torch rebinds each ``param.data`` to a view of ``vec``; NumPy arrays cannot be
+    rebound, so the values are copied (cast to each parameter's dtype). Every size is
+    checked before any parameter is written.
+
+    Raises:
+        TypeError: ``vec`` is not a NumPy array.
+        RuntimeError: ``vec`` is too short for the parameters (torch's view error).
+    """
+    if not isinstance(vec, np.ndarray):
+        raise TypeError(f"expected numpy.ndarray, but got: {type(vec).__name__}")
+    parameters = list(parameters)
+    flat = vec.reshape(-1)
+    pointer = 0
+    for p in parameters:
+        available = max(0, min(p.size, flat.size - pointer))
+        if available != p.size:
+            shape = ", ".join(str(d) for d in p.shape)
+            raise RuntimeError(f"shape '[{shape}]' is invalid for input of size {available}")
+        pointer += p.size
+    pointer = 0
+    for p in parameters:
+        p[...] = flat[pointer : pointer + p.size].reshape(p.shape)
+        pointer += p.size
