@@ -660,6 +660,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("quantization_table", &quantization_table, "code"_a);
   m.def("_quantize", &quantize_values, "values"_a, "table"_a);
   m.def("norm_reductions", &norm_reductions, "arrays"_a, "p"_a);
+  m.def(
+      "state_zeros",
+      [](py::tuple shape, py::object dtype) {
+        std::vector<py::ssize_t> dims;
+        for (py::handle d : shape) dims.push_back(d.cast<py::ssize_t>());
+        return numoptim::binding::state_zeros(py::dtype::from_args(dtype), dims);
+      },
+      "shape"_a, "dtype"_a);
   m.def("scale_arrays", &scale_arrays, "arrays"_a, "coefficient"_a);
   m.def("set_num_threads", [](int n) { numoptim::binding::g_num_threads.store(n); }, "n"_a);
   m.def("get_num_threads", &numoptim::binding::num_threads);

@@ -1,9 +1,14 @@
 #include "group_buffers.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <map>
+#include <new>
 #include <string_view>
 
 namespace numoptim::binding {
@@ -275,6 +280,22 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
   return entries;
 }
 
+py::array state_zeros(const py::dtype& dtype, const std::vector<py::ssize_t>& shape) {
+  std::size_t nbytes = static_cast<std::size_t>(dtype.itemsize());
+  for (py::ssize_t d : shape) nbytes *= static_cast<std::size_t>(d);
+  constexpr std::size_t kHugePage = std::size_t(2) << 20;
+  const std::size_t alignment = nbytes >= kHugePage ? kHugePage : 64;
+  const std::size_t size = (std::max<std::size_t>(nbytes, 1) + alignment - 1) / alignment * alignment;
+  void* data = std::aligned_alloc(alignment, size);
+  if (data == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  if (alignment == kHugePage) madvise(data, size, MADV_HUGEPAGE);  // advice: may fail
+#endif
+  std::memset(data, 0, nbytes);  // after the advice: the first touch takes huge pages
+  py::capsule owner(data, [](void* p) { std::free(p); });
+  return py::array(dtype, shape, std::vector<py::ssize_t>{}, data, owner);
+}
+
 void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout& layout) {
   if (layout.buffers.empty() && layout.scalars.empty() && !layout.master)
     return;  // e.g. SGD without momentum
@@ -300,15 +321,18 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
     };
     if (master && !e.master && !(e.master = existing(kMasterKey))) {
       // The master starts as the parameter, exactly (every 16-bit value is a float32).
-      e.master = param.attr("astype")("float32");
+      e.master = state_zeros(py::dtype::of<float>(),
+                             std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
+      e.master.attr("__setitem__")(py::ellipsis(), param);
       e.state[kMasterKey] = e.master;
     }
     for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
       if (e.buffers[k]) continue;
       if ((e.buffers[k] = existing(layout.buffers[k].key))) continue;
-      py::array buffer(master ? py::dtype::of<float>() : param.dtype(),
-                       std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
-      buffer.attr("fill")(layout.buffers[k].initial);
+      py::array buffer =
+          state_zeros(master ? py::dtype::of<float>() : param.dtype(),
+                      std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
+      if (layout.buffers[k].initial != 0) buffer.attr("fill")(layout.buffers[k].initial);
       e.state[layout.buffers[k].key] = buffer;
       e.buffers[k] = buffer;
     }
@@ -477,9 +501,8 @@ void create_row_sparse_state(std::vector<RowSparseEntry>& entries, py::dict stat
         e.buffers[k] = py::reinterpret_borrow<py::object>(existing);
         continue;
       }
-      py::array buffer(param.dtype(),
-                       std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
-      buffer.attr("fill")(0.0);
+      py::array buffer = state_zeros(
+          param.dtype(), std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
       e.state[keys[k]] = buffer;
       e.buffers[k] = buffer;
     }

@@ -102,9 +102,8 @@ class Adagrad(NativeOptimizer):
                 # With master weights, a 16-bit parameter's state is float32 (its master
                 # copy is made on the first step).
                 float32 = master_weights and p.dtype.itemsize == 2
-                state["sum"] = np.full(
-                    p.shape, initial_accumulator_value, dtype=np.float32 if float32 else p.dtype
-                )
+                state["sum"] = _core.state_zeros(p.shape, np.float32 if float32 else p.dtype)
+                state["sum"].fill(initial_accumulator_value)
 
     def _step_group(self, group, defer: bool):
         options = {
@@ -181,9 +180,8 @@ class Adagrad(NativeOptimizer):
         state = self.state[p]
         if not state:
             state["step"] = np.array(0.0, dtype=np.float32)
-            state["sum"] = np.full(
-                p.shape, self.defaults["initial_accumulator_value"], dtype=p.dtype
-            )
+            state["sum"] = _core.state_zeros(p.shape, p.dtype)
+            state["sum"].fill(self.defaults["initial_accumulator_value"])
         step = state["step"]
         step += np.float32(1)
         clr = lr / (1 + (float(step) - 1) * lr_decay)

@@ -198,17 +198,17 @@ class _Adam8bitBase(Optimizer):
             blocks = -(-p.size // BLOCK_SIZE)
             return {
                 "step": 0,
-                "state1": np.zeros(p.shape, np.uint8),
+                "state1": _core.state_zeros(p.shape, np.uint8),
                 "qmap1": self._qmaps[0],
-                "state2": np.zeros(p.shape, np.uint8),
+                "state2": _core.state_zeros(p.shape, np.uint8),
                 "qmap2": self._qmaps[1],
-                "absmax1": np.zeros(blocks, np.float32),
-                "absmax2": np.zeros(blocks, np.float32),
+                "absmax1": _core.state_zeros((blocks,), np.float32),
+                "absmax2": _core.state_zeros((blocks,), np.float32),
             }
         return {
             "step": 0,
-            "state1": np.zeros(p.shape, np.float32),
-            "state2": np.zeros(p.shape, np.float32),
+            "state1": _core.state_zeros(p.shape, np.float32),
+            "state2": _core.state_zeros(p.shape, np.float32),
         }
 
     def _tensor(self, index: int, p: np.ndarray, state: dict[str, Any]) -> tuple:
