@@ -1,9 +1,8 @@
 """Optimizer state that numoptim allocates: aligned, huge-page sized when large."""
 
+import numoptim
 import numpy as np
 import pytest
-
-import numoptim
 from numoptim import Parameter
 
 HUGE_PAGE = 2 << 20
