@@ -4,10 +4,15 @@ Usage::
 
     PYTHONPATH=python python bench/bench_step.py [--quick] [--threads 1 2]
         [--optimizers Adam SGD-momentum ...] [--scenarios a b c d]
+        [--layouts direct astype view] [--same-process]
 
-Every method runs in the same process, interleaved round by round (so that a burst of
-load on a shared machine hits all of them alike), and the median of the rounds is
-reported; a short step is re-warmed (one untimed call) at the start of its turn. The methods:
+Each method runs in its own process (this script with --child), the methods alternating
+in order and in reverse from round to round; each process reports the median of its
+timed steps, and the table shows the median over rounds, the spread and the median
+per-round ratio to the roofline. numoptim and NumPy run once per input layout (direct,
+astype, view: see make_arrays) and the targets take numoptim's worst. --same-process
+runs every method in one process, interleaved (a short step re-warmed at the start of
+its turn), only to compare. The methods:
 
   roofline     numoptim._core.bench_stream: a native loop that reads and writes as many
                float32 arrays as the optimizer, in place, through the same driver, threads
@@ -266,12 +271,40 @@ RESNET50_SHAPES = [
 # ----------------------------------------------------------------------- the methods
 
 
-def make_data(shapes, seed=0):
+LAYOUTS = ("direct", "astype", "view")
+
+
+def make_arrays(shapes, rng, scale, layout):
+    """float32 arrays made the ways users make them.
+
+    direct: allocated as float32, then filled; astype: a float64 array converted with
+    astype (a temporary, then a fresh allocation); view: views into one larger buffer,
+    each starting 20 bytes past the end of the one before (not on a 64-byte line).
+    """
+    if layout == "direct":
+        out = []
+        for s in shapes:
+            a = np.empty(s, np.float32)
+            a[...] = rng.standard_normal(s, dtype=np.float32) * np.float32(scale)
+            out.append(a)
+        return out
+    if layout == "astype":
+        return [(rng.standard_normal(s) * scale).astype(np.float32) for s in shapes]
+    sizes = [math.prod(s) for s in shapes]
+    buffer = np.empty(sum(sizes) + 5 * len(sizes) + 16, np.float32)
+    out, offset = [], 5
+    for s, n in zip(shapes, sizes):
+        view = buffer[offset : offset + n].reshape(s)
+        view[...] = rng.standard_normal(s, dtype=np.float32) * np.float32(scale)
+        out.append(view)
+        offset += n + 5
+    return out
+
+
+def make_data(shapes, seed=0, layout="direct"):
     """Parameters and gradients (float32), the same values for every method."""
     rng = np.random.default_rng(seed)
-    params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
-    grads = [rng.standard_normal(s, dtype=np.float32) * np.float32(0.01) for s in shapes]
-    return params, grads
+    return make_arrays(shapes, rng, 1.0, layout), make_arrays(shapes, rng, 0.01, layout)
 
 
 def roofline_step(case, total):
@@ -295,8 +328,8 @@ def roofline_tensors_step(case, params):
 def numoptim_step(case, params, grads):
     ps = []
     for p, g in zip(params, grads):
-        q = numoptim.Parameter(p.copy())
-        q.grad = g.copy()
+        q = numoptim.Parameter(p)  # the user's array, where the layout put it
+        q.grad = g
         ps.append(q)
     opt = getattr(numoptim, case.name)(ps, **case.kwargs)
     return opt.step
@@ -340,8 +373,8 @@ def torch_step(case, params, grads, fused):
 METHODS = ["roofline", "roof-tensors", "numoptim", "numpy", "torch", "torch-fused"]
 
 
-def build(case, shapes):
-    params, grads = make_data(shapes)
+def build(case, shapes, layout="direct"):
+    params, grads = make_data(shapes, layout=layout)
     total = sum(p.size for p in params)
     return {
         "roofline": roofline_step(case, total),
@@ -465,6 +498,17 @@ def check_targets(results):
     return rows
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
 SCENARIOS = {
     "a": "one tensor of 2^24 elements",
     "b": "ResNet-50 parameter shapes (161 tensors)",
@@ -473,7 +517,100 @@ SCENARIOS = {
 }
 
 
+def child(spec: str) -> None:
+    """One method in this process: prints the median seconds per step as JSON."""
+    import json
+
+    job = json.loads(spec)
+    numoptim.set_num_threads(job["threads"])
+    if torch is not None:
+        torch.set_num_threads(job["threads"])
+    case = {c.label: c for c in OPTIMIZERS}[job["case"]]
+    shapes = [tuple(s) for s in job["shapes"]]
+    params, grads = make_data(shapes, layout=job["layout"])
+    method = job["method"]
+    if method == "roofline":
+        step = roofline_step(case, sum(p.size for p in params))
+    elif method == "roof-tensors":
+        step = roofline_tensors_step(case, params)
+    elif method == "numoptim":
+        step = numoptim_step(case, params, grads)
+    elif method == "numpy":
+        step = numpy_step(case, params, grads)
+    else:
+        step = torch_step(case, params, grads, fused=method == "torch-fused")
+    seconds = None if step is None else measure({method: step}, job["repeats"], 3)[method]
+    print(json.dumps({"seconds": seconds}))
+
+
+def run_separately(case, shapes, threads, rounds, repeats, layouts):
+    """Each method (numoptim and numpy once per layout) in its own process, the methods
+    alternating in order and in reverse from round to round. Returns per method the
+    list of per-round medians (None where the method does not apply)."""
+    import json
+    import subprocess
+
+    methods = [
+        (m, layout)
+        for m in METHODS
+        for layout in (layouts if m in ("numoptim", "numpy") else ("direct",))
+    ]
+    samples = {m: [] for m in methods}
+    for r in range(rounds):
+        for m, layout in methods if r % 2 == 0 else methods[::-1]:
+            job = {"case": case.label, "shapes": shapes, "threads": threads, "method": m,
+                   "layout": layout, "repeats": repeats}  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--child", json.dumps(job)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            samples[(m, layout)].append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+    return samples
+
+
+def report_separately(scenario, case, shapes, threads, samples):
+    """Prints medians, spreads and per-round ratios; returns a Result holding, for
+    numoptim, its worst layout."""
+    elements = sum(math.prod(s) for s in shapes)
+    roof = samples.get(("roofline", "direct"))
+    print(
+        f"  {case.label} | {elements:,} elements | {case.bytes_per_element} B/elem | "
+        f"{threads} thread{'s' if threads > 1 else ''} | separate processes"
+    )
+    print(f"    {'method':<22} {'us/step':>10} {'[min-max]':>21} {'ns/elem':>8} {'x roofline':>11}")
+    seconds = {}
+    worst = None
+    for (m, layout), values in samples.items():
+        if not values or values[0] is None:
+            continue
+        med = statistics.median(values)
+        ratio = None
+        if roof and roof[0] is not None:
+            ratio = statistics.median(v / r for v, r in zip(values, roof))
+        name = m if m not in ("numoptim", "numpy") else f"{m} ({layout})"
+        print(
+            f"    {name:<22} {med * 1e6:>10.1f} [{min(values) * 1e6:>9.1f}-{max(values) * 1e6:>9.1f}]"
+            f" {med / elements * 1e9:>8.3f} {fmt(ratio, '>11.2f')}"
+        )
+        if m == "numoptim":
+            if worst is None or med > statistics.median(samples[worst]):
+                worst = (m, layout)
+        elif m != "numpy":
+            seconds[m] = med
+    if worst is not None:
+        seconds["numoptim"] = statistics.median(samples[worst])
+        for m in ("roofline", "torch-fused"):
+            other = samples.get((m, "direct"))
+            if other and other[0] is not None:
+                ratio = statistics.median(a / b for a, b in zip(samples[worst], other))
+                print(f"    numoptim ({worst[1]}, the worst layout) / {m}: x{ratio:.2f} per round")
+    return Result(scenario, case.label, threads, elements, case.bytes_per_element, seconds)
+
+
 def main(argv=None):
+    if argv is None and len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(sys.argv[2])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -485,6 +622,12 @@ def main(argv=None):
         "every other optimizer numoptim has beyond SGD/Adam)",
     )
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="every method in this process, interleaved (the old way; can mislead)",
+    )
+    parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS)
     args = parser.parse_args(argv)
 
     by_label = {c.label: c for c in OPTIMIZERS}
@@ -508,7 +651,13 @@ def main(argv=None):
         f"(cpu {_core.cpu_simd_level()}) | numpy {np.__version__} | "
         f"torch {torch.__version__ if torch else 'not installed'} | "
         f"python {platform.python_version()} | {os.cpu_count()} cpus | "
-        f"{'quick: ' if args.quick else ''}median of {repeats} rounds"
+        f"{'quick: ' if args.quick else ''}"
+        + (
+            f"median of {repeats} rounds, one process"
+            if args.same_process
+            else "each method in its own process, alternating; medians of the rounds"
+        )
+        + f" | {_cpu_model()}"
     )
     if not hasattr(_core, "bench_stream"):
         print("note: numoptim._core has no bench_stream (see bench/README.md): no roofline")
@@ -536,18 +685,23 @@ def main(argv=None):
             if scenario != current:
                 print(f"\n({scenario}) {SCENARIOS[scenario]}, float32, {threads} thread(s)")
                 current = scenario
-            steps = build(case, shapes)
-            seconds = measure(steps, repeats, warmup)
-            del steps
-            r = Result(
-                scenario,
-                case.label,
-                threads,
-                sum(math.prod(s) for s in shapes),
-                case.bytes_per_element,
-                seconds,
-            )
-            print_result(r)
+            if args.same_process:
+                steps = build(case, shapes)
+                seconds = measure(steps, repeats, warmup)
+                del steps
+                r = Result(
+                    scenario,
+                    case.label,
+                    threads,
+                    sum(math.prod(s) for s in shapes),
+                    case.bytes_per_element,
+                    seconds,
+                )
+                print_result(r)
+            else:
+                rounds = 3 if args.quick else 7
+                samples = run_separately(case, shapes, threads, rounds, 7, args.layouts)
+                r = report_separately(scenario, case, shapes, threads, samples)
             results.append(r)
             sys.stdout.flush()
 
