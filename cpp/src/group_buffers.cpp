@@ -296,9 +296,66 @@ py::array state_zeros(const py::dtype& dtype, const std::vector<py::ssize_t>& sh
   return py::array(dtype, shape, std::vector<py::ssize_t>{}, data, owner);
 }
 
+// A view of `count` elements of `flat` from element `offset`, shaped like `param`.
+py::array view_of(const py::array& flat, std::size_t offset, const py::array& param) {
+  auto* base = static_cast<char*>(py::detail::array_proxy(flat.ptr())->data);
+  return py::array(flat.dtype(),
+                   std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()),
+                   std::vector<py::ssize_t>{}, base + offset * flat.itemsize(), flat);
+}
+
+// Flat state for flat parameters: a run of two or more parameters without state, of one
+// dtype, each starting where the one before ends in memory (views into one buffer, as
+// numoptim.utils.flat_parameters makes them), gets each state buffer as views into one
+// new buffer, so that the step can run over the run in one pass (see coalesce()).
+void create_flat_state(std::vector<Entry>& entries, py::dict state, const StateLayout& layout) {
+  if (layout.buffers.empty()) return;
+  auto data_of_param = [](const Entry& e) {
+    return reinterpret_cast<std::uintptr_t>(py::detail::array_proxy(e.param.ptr())->data);
+  };
+  std::size_t begin = 0;
+  while (begin < entries.size()) {
+    std::size_t end = begin + 1;
+    auto stateless = [&](const Entry& e) {
+      return !e.state && !uses_master(layout, e.storage) &&
+             PyDict_GetItem(state.ptr(), e.param.ptr()) == nullptr;
+    };
+    if (stateless(entries[begin])) {
+      while (end < entries.size() && stateless(entries[end]) &&
+             entries[end].storage == entries[begin].storage &&
+             data_of_param(entries[end - 1]) + entries[end - 1].nbytes == data_of_param(entries[end]))
+        ++end;
+    }
+    if (end - begin >= 2) {
+      std::size_t total = 0;
+      for (std::size_t i = begin; i < end; ++i)
+        total += static_cast<std::size_t>(py::reinterpret_borrow<py::array>(entries[i].param).size());
+      const auto dtype = py::reinterpret_borrow<py::array>(entries[begin].param).dtype();
+      for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
+        py::array flat = state_zeros(dtype, {static_cast<py::ssize_t>(total)});
+        if (layout.buffers[k].initial != 0) flat.attr("fill")(layout.buffers[k].initial);
+        std::size_t offset = 0;
+        for (std::size_t i = begin; i < end; ++i) {
+          Entry& e = entries[i];
+          const auto param = py::reinterpret_borrow<py::array>(e.param);
+          if (!e.state) {
+            e.state = py::dict();
+            state[e.param] = e.state;
+          }
+          e.buffers[k] = view_of(flat, offset, param);
+          e.state[layout.buffers[k].key] = e.buffers[k];
+          offset += static_cast<std::size_t>(param.size());
+        }
+      }
+    }
+    begin = end;
+  }
+}
+
 void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout& layout) {
   if (layout.buffers.empty() && layout.scalars.empty() && !layout.master)
     return;  // e.g. SGD without momentum
+  create_flat_state(entries, state, layout);
   for (Entry& e : entries) {
     const bool master = uses_master(layout, e.storage);
     if (layout.buffers.empty() && layout.scalars.empty() && !master) continue;

@@ -11,6 +11,7 @@
 #include <pybind11/pybind11.h>
 
 #include <array>
+#include <cstring>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -191,6 +192,37 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
   return out;
 }
 
+// Merges each run of tensors that continue one another in memory (every buffer of a
+// tensor starts where the previous tensor's ends) and have bit-identical step constants
+// into one tensor: a flat group (parameters, gradients and state views into one buffer
+// each, see numoptim.utils.flat_parameters) then runs as one pass over contiguous memory.
+// The rules are elementwise, so the results are the same bit for bit.
+template <class Scalars, class T, std::size_t N>
+void coalesce(std::vector<Scalars>& scalars, TensorList<T, N>& tensors) {
+  std::size_t kept = 0;
+  for (std::size_t t = 0; t < tensors.sizes.size(); ++t) {
+    if (kept > 0) {
+      const auto& prev = tensors.buffers[kept - 1];
+      const auto& next = tensors.buffers[t];
+      bool adjacent = true;
+      for (std::size_t b = 0; b < N; ++b)
+        adjacent &= prev[b] == nullptr ? next[b] == nullptr
+                                       : prev[b] + tensors.sizes[kept - 1] == next[b];
+      if (adjacent && std::memcmp(&scalars[kept - 1], &scalars[t], sizeof(Scalars)) == 0) {
+        tensors.sizes[kept - 1] += tensors.sizes[t];
+        continue;
+      }
+    }
+    tensors.buffers[kept] = tensors.buffers[t];
+    tensors.sizes[kept] = tensors.sizes[t];
+    scalars[kept] = scalars[t];
+    ++kept;
+  }
+  tensors.buffers.resize(kept);
+  tensors.sizes.resize(kept);
+  scalars.resize(kept);
+}
+
 // Runs MasterWeights<R, S> over the group's tensors of 16-bit storage S: buffers are the
 // float32 master in the parameter's place and the float32 state; each tensor's Scalars
 // carry its 16-bit grad and parameter (see master_weights.hpp).
@@ -230,12 +262,13 @@ void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout&
   create_state(entries, state, layout);
   const int threads = serial ? 1 : num_threads();
   const Isa isa = active_isa();
-  auto execute = [&](const auto& rule, const auto& g) {
+  auto execute = [&](const auto& rule, auto g) {
     if (g.tensors.sizes.empty()) return;
     std::vector<typename std::decay_t<decltype(rule)>::Scalars> scalars;
     scalars.reserve(g.fresh.size());
     for (std::size_t t = 0; t < g.fresh.size(); ++t)
       scalars.push_back(rule.prepare(g.scalar_state[t].data(), g.fresh[t]));
+    coalesce(scalars, g.tensors);
     py::gil_scoped_release release;
     run_multi_tensor(rule, scalars, g.tensors, threads, isa);
   };

@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .parameter import Parameter
 
 __all__ = [
     "clip_grad_norm_",
     "clip_grad_value_",
     "clip_grads_with_norm_",
+    "flat_parameters",
     "get_total_norm",
     "parameters_to_vector",
     "vector_to_parameters",
@@ -253,3 +255,41 @@ def vector_to_parameters(vec: np.ndarray, parameters: Iterable[np.ndarray]) -> N
     for p in parameters:
         p[...] = flat[pointer : pointer + p.size].reshape(p.shape)
         pointer += p.size
+
+
+def flat_parameters(arrays: Iterable[Any]) -> list[Parameter]:
+    """New Parameters with the values of ``arrays``, laid out in one buffer per dtype.
+
+    Flat storage for models of many small tensors: the parameters of each dtype are
+    consecutive views into one contiguous buffer, in the order given, and each gets a
+    zero gradient that is a view into a second buffer (write gradients into it in place,
+    ``p.grad[...] = g``; ``zero_grad(set_to_none=False)`` keeps the views). An optimizer
+    then allocates each state buffer of such a group as views into one buffer too, and
+    steps a run of parameters with equal step counts in one pass over contiguous memory.
+    ``state_dict()`` is unchanged (one array per parameter and key). Results are bit for
+    bit those of ordinary parameters with the same values.
+
+    Args:
+        arrays: array-likes of float32, float64, float16 or bfloat16 values.
+
+    Returns:
+        The Parameters, in the order of ``arrays``.
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    by_dtype: dict[np.dtype, list[int]] = {}
+    for i, a in enumerate(arrays):
+        by_dtype.setdefault(a.dtype, []).append(i)
+    out: list[Any] = [None] * len(arrays)
+    for dtype, indices in by_dtype.items():
+        total = sum(arrays[i].size for i in indices)
+        values = _core.state_zeros((total,), dtype)
+        grads = _core.state_zeros((total,), dtype)
+        offset = 0
+        for i in indices:
+            a = arrays[i]
+            p = Parameter(values[offset : offset + a.size].reshape(a.shape))
+            p[...] = a
+            p.grad = grads[offset : offset + a.size].reshape(a.shape)
+            out[i] = p
+            offset += a.size
+    return out
