@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 import sys
 
 import numoptim
@@ -170,3 +172,35 @@ def test_missing_matplotlib_says_how_to_install_it(monkeypatch):
         ImportError, match=r"needs matplotlib; install it with: pip install matplotlib$"
     ):
         plotting.plot_schedule(L.StepLR, 5, step_size=2)
+
+
+def test_cli_missing_scheduler_argument_is_one_line_and_exit_2(agg, tmp_path, capsys):
+    status = plotting.main(["plot-schedule", "CosineAnnealingLR", "-o", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "T_max" in err and "Traceback" not in err
+
+
+def test_cli_without_matplotlib_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    status = plotting.main(["plot-schedule", "StepLR", "--step_size", "3"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "pip install matplotlib" in err
+
+
+def test_module_entry_point_exits_2_without_a_traceback(agg, tmp_path):
+    # The numoptim under test, wherever it is imported from (installed or a source tree).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(numoptim.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run(
+        [sys.executable, "-m", "numoptim", "plot-schedule", "CosineAnnealingLR"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "T_max" in out.stderr

@@ -293,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ``plot-schedule`` (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status (0).
+        The exit status: 0, or 2 after a one-line error on stderr when the scheduler
+        rejects its arguments (a missing ``--T_max``, say) or matplotlib is missing.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "plot-schedule":
@@ -305,13 +306,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{error}\n{_USAGE}") from None
     optimizer = _dummy_optimizer(options["lr"], options["momentum"])
     path = options["output"] or f"{name}.png"
-    plot_schedule(
-        cls,
-        int(options["steps"]),
-        optimizer=optimizer,
-        metrics=options.get("metrics"),
-        path=path,
-        **kwargs,
-    )
+    try:
+        plot_schedule(
+            cls,
+            int(options["steps"]),
+            optimizer=optimizer,
+            metrics=options.get("metrics"),
+            path=path,
+            **kwargs,
+        )
+    except (TypeError, ValueError, ImportError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"python -m numoptim plot-schedule: error: {message}", file=sys.stderr)
+        return 2
     print(f"wrote {path}")
     return 0
