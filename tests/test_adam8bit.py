@@ -567,3 +567,22 @@ def test_steps_agree_with_live_bitsandbytes(n):
             p_before, grad, before, p.detach().numpy(), {k: state[k].numpy() for k in keys},
             inexact, 1e-2, 0.1,
         )  # fmt: skip
+
+
+def test_pickled_optimizer_keeps_its_configuration_and_steps_on():
+    import pickle
+
+    p = Parameter(np.ones(5000, np.float32))
+    p.grad = np.ones_like(p)
+    opt = AdamW8bit([p], min_8bit_size=10_000)  # float32 state for this parameter
+    opt.step()
+    copy = pickle.loads(pickle.dumps(opt))
+    q = copy.param_groups[0]["params"][0]
+    q.grad = np.ones_like(q)
+    copy.step()
+    assert copy.args.min_8bit_size == 10_000 and copy.state[q]["step"] == 2
+    fresh = Parameter(np.ones(6000, np.float32))
+    fresh.grad = np.ones_like(fresh)
+    copy.add_param_group({"params": [fresh]})
+    copy.step()
+    assert copy.state[fresh]["state1"].dtype == np.float32  # still below min_8bit_size

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._native import lr_value
-from .optimizer import Optimizer
+from ._native import NativeOptimizer, lr_value
 
 __all__ = ["Adam8bit", "AdamW8bit", "create_dynamic_map"]
 
@@ -101,7 +100,7 @@ def create_dynamic_map(signed: bool = True, max_exponent_bits: int = 7, total_bi
     return np.array(sorted(data), dtype=np.float32)
 
 
-class _Adam8bitBase(Optimizer):
+class _Adam8bitBase(NativeOptimizer):
     """What Adam8bit and AdamW8bit share (bitsandbytes' Optimizer2State for "adam")."""
 
     _name = "Adam8bit"
@@ -154,12 +153,24 @@ class _Adam8bitBase(Optimizer):
         self.args = args
         self.is_paged = is_paged
         self._paged_warned = False
+        self._make_maps()
+
+    def _make_maps(self) -> None:
+        """The dynamic maps new state takes, and the quantization tables (derived data)."""
         self._qmaps = (create_dynamic_map(signed=True), create_dynamic_map(signed=False))
         self._tables: dict[bytes, np.ndarray] = {}
+        self._own_tables = tuple(_core.quantization_table(qmap) for qmap in self._qmaps)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The configuration pickles with the state; the maps and tables are rebuilt.
+        return {**super().__getstate__(), "args": self.args, "is_paged": self.is_paged}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.defaults.pop("differentiable", None)  # bitsandbytes' defaults have none
+        self.__dict__.setdefault("_paged_warned", False)
+        if "_qmaps" not in self.__dict__:  # unpickled (load_state_dict keeps them)
+            self._make_maps()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
@@ -179,6 +190,9 @@ class _Adam8bitBase(Optimizer):
 
     def _table(self, qmap: np.ndarray) -> np.ndarray:
         """The quantization table of a map, built once per distinct map."""
+        for own, table in zip(self._qmaps, self._own_tables):
+            if qmap is own:  # the common case, with no copy of the map to hash
+                return table
         key = np.asarray(qmap).tobytes()
         table = self._tables.get(key)
         if table is None:
@@ -229,55 +243,46 @@ class _Adam8bitBase(Optimizer):
         return (*head, state["absmax1"], state["absmax2"], qmap1, qmap2,
                 self._table(qmap1), self._table(qmap2))  # fmt: skip
 
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Performs one optimization step.
+    def _step_group(self, group: dict[str, Any], defer: bool) -> Callable[[], None] | None:
+        """Checks a group and writes its step (see NativeOptimizer.step).
 
-        Every parameter group is checked (parameters, gradients, state) before any is
-        written: a bad input anywhere raises and leaves everything as it was.
-
-        Args:
-            closure: optional callable that re-evaluates the model and returns the loss.
-
-        Returns:
-            The closure's loss, or None.
+        A parameter's first step creates its state; the state enters ``self.state``, and
+        every ``step`` count advances, only when the checked step is written.
         """
-        loss = None
-        if closure is not None:
-            loss = closure()
         new_states: list[tuple[np.ndarray, dict[str, Any]]] = []
         stepped: list[dict[str, Any]] = []
-        writes = []
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"][0], group["betas"][1]
-            tensors = []
-            for index, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                state = self.state.get(p)
-                if not state:
-                    state = self._new_state(p)
-                    new_states.append((p, state))
-                tensors.append(self._tensor(index, p, state))
-                stepped.append(state)
-            writes.append(
-                _core.adam8bit_step(
-                    tensors,
-                    lr_value(group["lr"]),
-                    float(beta1),
-                    float(beta2),
-                    float(group["eps"]),
-                    float(group["weight_decay"]),
-                    True,
-                )
-            )
-        # Everything is checked: write.
-        for p, state in new_states:
-            self.state[p] = state
-        for write in writes:
-            write()
-        for state in stepped:
-            state["step"] = int(state["step"]) + 1
-        return loss
+        tensors = []
+        for index, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            state = self.state.get(p)
+            if not state:
+                state = self._new_state(p)
+                new_states.append((p, state))
+            tensors.append(self._tensor(index, p, state))
+            stepped.append(state)
+        beta1, beta2 = group["betas"][0], group["betas"][1]
+        prepared = _core.adam8bit_step(
+            tensors,
+            lr_value(group["lr"]),
+            float(beta1),
+            float(beta2),
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            True,
+        )
+
+        def write() -> None:
+            for p, state in new_states:
+                self.state[p] = state
+            prepared()
+            for state in stepped:
+                state["step"] = int(state["step"]) + 1
+
+        if defer:
+            return write
+        write()
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """The state dict in bitsandbytes' layout: the quantization state of each
