@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import assert_close
 from harness import hashed_values
+from registry import ELEMENTWISE
 
 # One configuration each whose per-tensor scalars change within the steps run here:
 # RAdam's rho_t passes 5 at step 6, ASGD averages from step 7 (t0 = 5).
@@ -244,3 +245,32 @@ def test_pickled_optimizer_continues_as_the_original(name):
     for key, value in opt.state[p].items():
         np.testing.assert_array_equal(clone.state[q][key], value)
         assert clone.state[q][key].dtype == value.dtype
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_one_group_at_interleaved_steps_steps_each_tensor_as_alone(name):
+    # The native step reuses one tensor's step constants for the next tensor whose
+    # scalar state is the same: tensors at steps 3, 3, 1, 3, 1, 1, listed in that order,
+    # must each step exactly as in an optimizer of their own.
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}
+    sizes = (5, 3, 4, 6, 2, 7)
+    first_steps = (3, 3, 1, 3, 1, 1)
+    values = [hashed_values(900 + i, n, np.float32) for i, n in enumerate(sizes)]
+    together = [numoptim.Parameter(v.copy()) for v in values]
+    alone = [numoptim.Parameter(v.copy()) for v in values]
+    group = numoptim.__dict__[name](together, **kwargs)
+    singles = [numoptim.__dict__[name]([p], **kwargs) for p in alone]
+    for step in range(4):
+        for i, (a, b) in enumerate(zip(together, alone)):
+            # Tensor i gets gradients from step 3 - first_steps[i] on: the group's
+            # tensors then sit at different steps in an interleaved order.
+            g = _grad(step, i, sizes[i], np.float32) if step >= 3 - first_steps[i] else None
+            a.grad = b.grad = g
+        group.step()
+        for single, p in zip(singles, alone):
+            if p.grad is not None:
+                single.step()
+        for i, (a, b) in enumerate(zip(together, alone)):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name} step {step} param {i}")
+            for key, value in singles[i].state.get(b, {}).items():
+                np.testing.assert_array_equal(group.state[a][key], value, err_msg=key)

@@ -669,6 +669,7 @@ PYBIND11_MODULE(_core, m) {
       },
       "shape"_a, "dtype"_a);
   m.def("scale_arrays", &scale_arrays, "arrays"_a, "coefficient"_a);
+  m.def("check_assigned_grad", &numoptim::binding::check_assigned_grad, "param"_a, "grad"_a);
   m.def("set_num_threads", [](int n) { numoptim::binding::g_num_threads.store(n); }, "n"_a);
   m.def("get_num_threads", &numoptim::binding::num_threads);
   m.def("simd_level", [] { return numoptim::isa_name(numoptim::active_isa()); });

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from . import _core
 from .sparse import RowSparseGrad
 
 __all__ = ["Parameter"]
@@ -58,52 +59,27 @@ def is_supported_dtype(dtype: np.dtype) -> bool:
 
 def _set_grad(self: Parameter, grad) -> None:
     if grad is not None:
-        if not isinstance(grad, (np.ndarray, RowSparseGrad)):
+        if isinstance(grad, np.ndarray):
+            # dtype, shape, layout and overlap, with the native step's messages; natively,
+            # since this runs once per parameter per step in every training loop.
+            _core.check_assigned_grad(self, grad)
+        elif isinstance(grad, RowSparseGrad):
+            if grad.dtype != self.dtype:
+                raise TypeError(
+                    f"assigned grad has data of a different type: {grad.dtype} "
+                    f"(the parameter is {self.dtype})"
+                )
+            if grad.shape != self.shape:
+                raise ValueError(
+                    f"assigned grad has data of a different size: {grad.shape} "
+                    f"(the parameter is {self.shape})"
+                )
+        else:
             raise TypeError(
                 f"assigned grad expected to be a numpy.ndarray, a RowSparseGrad or None "
                 f"but got {type(grad).__name__}"
             )
-        if grad.dtype != self.dtype:
-            raise TypeError(
-                f"assigned grad has data of a different type: {grad.dtype} "
-                f"(the parameter is {self.dtype})"
-            )
-        if grad.shape != self.shape:
-            raise ValueError(
-                f"assigned grad has data of a different size: {grad.shape} "
-                f"(the parameter is {self.shape})"
-            )
-        if isinstance(grad, np.ndarray):
-            _check_dense_grad(self, grad)
     self._grad = grad
-
-
-def _check_dense_grad(param: np.ndarray, grad: np.ndarray) -> None:
-    """What the native step would reject in a dense grad, rejected when it is assigned.
-
-    The messages are the step's (cpp/src/group_buffers.cpp), for "the assigned grad".
-    """
-    flags = grad.flags
-    if not flags.c_contiguous:
-        raise ValueError(
-            "the assigned grad is not C-contiguous: numoptim updates arrays in place and "
-            "needs contiguous memory (use np.ascontiguousarray)"
-        )
-    if not flags.aligned:
-        raise ValueError(
-            "the assigned grad is not aligned to its element size (use "
-            "np.require(a, requirements='A'))"
-        )
-    # The step reads grad[k] as it writes param[k]: a grad that overlaps its parameter
-    # at an offset would be read after part of it was overwritten.
-    grad_at = grad.__array_interface__["data"][0]
-    param_at = param.__array_interface__["data"][0]
-    if (
-        grad_at != param_at
-        and grad_at < param_at + param.nbytes
-        and param_at < grad_at + grad.nbytes
-    ):
-        raise ValueError("the assigned grad overlaps the parameter's memory at an offset")
 
 
 class Parameter(np.ndarray):

@@ -6,7 +6,8 @@
 //   Scalars prepare(float* const* scalar_state, bool fresh) const;  // per tensor, in double
 //   void update(const Scalars&, T* const* buffers, std::size_t n) const;  // the loop
 // `prepare` advances the tensor's scalar state (step += 1, as torch) and returns the
-// step-dependent constants; `update` is the elementwise loop over n elements.
+// step-dependent constants; it depends on nothing but the rule, that state and `fresh`
+// (prepare_all relies on it). `update` is the elementwise loop over n elements.
 //
 // The work of all tensors is cut into chunks of whole cache lines and the chunks are
 // shared by the threads of one parallel region (parallel.hpp), each thread an equal share of the
@@ -17,12 +18,43 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstring>
 #include <vector>
 
 #include "numoptim/dispatch.hpp"
 #include "numoptim/parallel.hpp"
 
 namespace numoptim {
+
+// Every tensor's step constants, advancing each tensor's scalar state. A tensor whose
+// scalar state (`count` values) and `fresh` equal the previous tensor's before the step
+// gets that tensor's results, its advanced state copied and its Scalars reused, without
+// calling prepare again: the tensors of a group mostly share a step count, and prepare's
+// pow() calls were 6% of an Adam step over 500 tensors of 256 elements. (A parameter
+// listed twice shares its state with its previous listing, which then no longer equals
+// what that listing saw, so it is prepared again, as it must be.)
+template <class Rule>
+std::vector<typename Rule::Scalars> prepare_all(const Rule& rule,
+                                                const std::vector<std::array<float*, 4>>& state,
+                                                const std::vector<bool>& fresh,
+                                                std::size_t count) {
+  std::vector<typename Rule::Scalars> scalars;
+  scalars.reserve(state.size());
+  std::array<float, 4> before{}, previous{};
+  for (std::size_t t = 0; t < state.size(); ++t) {
+    for (std::size_t k = 0; k < count; ++k) before[k] = *state[t][k];
+    // Compared as bits: a NaN step equals itself, and -0 is not 0.
+    if (t > 0 && fresh[t] == fresh[t - 1] &&
+        std::memcmp(before.data(), previous.data(), count * sizeof(float)) == 0) {
+      for (std::size_t k = 0; k < count; ++k) *state[t][k] = *state[t - 1][k];
+      scalars.push_back(scalars.back());
+    } else {
+      scalars.push_back(rule.prepare(state[t].data(), fresh[t]));
+    }
+    previous = before;
+  }
+  return scalars;
+}
 
 // The tensors of one dtype in one parameter group, as raw buffers.
 template <class T, std::size_t NumBuffers>
