@@ -35,6 +35,13 @@ from .sparse_adam import SparseAdam
 
 __version__ = _core.__version__
 
+# HIPS autograd, when imported before numoptim, learns Parameter now (else when the first
+# Parameter is made): see parameter.register_with_autograd.
+from .parameter import register_with_autograd
+
+register_with_autograd()
+del register_with_autograd
+
 __all__ = [
     "ASGD",
     "LBFGS",

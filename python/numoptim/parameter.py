@@ -57,29 +57,83 @@ def is_supported_dtype(dtype: np.dtype) -> bool:
     return dtype in _FLOAT_DTYPES or is_bfloat16(dtype)
 
 
+def _zero_copy_array(grad) -> np.ndarray | None:
+    """``grad`` as an ndarray over its own memory, or None if NumPy cannot view it so.
+
+    Tried in order: DLPack (JAX and torch arrays on the CPU), the buffer protocol, and
+    ``__array__`` with ``copy=False`` (NumPy 2; NumPy 1 cannot promise that no copy is
+    made, so it is not used there). A DLPack export that fails (an array on another
+    device, or of a dtype NumPy's DLPack import lacks, such as bfloat16) falls through
+    to the others.
+    """
+    if hasattr(grad, "__dlpack__"):
+        try:
+            return np.from_dlpack(grad)
+        except (BufferError, TypeError, ValueError, RuntimeError):
+            pass
+    try:
+        return np.asarray(memoryview(grad))
+    except (TypeError, ValueError):
+        pass
+    if hasattr(grad, "__array__") and np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        try:
+            return np.asarray(grad, copy=False)
+        except ValueError:  # the object can only give a copy
+            pass
+    return None
+
+
 def _set_grad(self: Parameter, grad) -> None:
-    if grad is not None:
-        if isinstance(grad, np.ndarray):
-            # dtype, shape, layout and overlap, with the native step's messages; natively,
-            # since this runs once per parameter per step in every training loop.
-            _core.check_assigned_grad(self, grad)
-        elif isinstance(grad, RowSparseGrad):
-            if grad.dtype != self.dtype:
-                raise TypeError(
-                    f"assigned grad has data of a different type: {grad.dtype} "
-                    f"(the parameter is {self.dtype})"
-                )
-            if grad.shape != self.shape:
-                raise ValueError(
-                    f"assigned grad has data of a different size: {grad.shape} "
-                    f"(the parameter is {self.shape})"
-                )
-        else:
+    if grad is not None and not isinstance(grad, (np.ndarray, RowSparseGrad)):
+        # A JAX or torch array, a memoryview...: viewed without a copy, and then checked
+        # like any array (a dtype or shape that differs is an error, never converted).
+        view = _zero_copy_array(grad)
+        if view is None:
             raise TypeError(
-                f"assigned grad expected to be a numpy.ndarray, a RowSparseGrad or None "
-                f"but got {type(grad).__name__}"
+                f"assigned grad expected to be a numpy.ndarray, an array NumPy can view "
+                f"without a copy (DLPack, buffer protocol, __array__), a RowSparseGrad or "
+                f"None but got {type(grad).__name__}"
+            )
+        grad = view
+    if isinstance(grad, np.ndarray):
+        # dtype, shape, layout and overlap, with the native step's messages; natively,
+        # since this runs once per parameter per step in every training loop.
+        _core.check_assigned_grad(self, grad)
+    elif grad is not None:  # a RowSparseGrad
+        if grad.dtype != self.dtype:
+            raise TypeError(
+                f"assigned grad has data of a different type: {grad.dtype} "
+                f"(the parameter is {self.dtype})"
+            )
+        if grad.shape != self.shape:
+            raise ValueError(
+                f"assigned grad has data of a different size: {grad.shape} "
+                f"(the parameter is {self.shape})"
             )
     self._grad = grad
+
+
+def register_with_autograd() -> None:
+    """Lets HIPS autograd differentiate with respect to Parameters, once it is imported.
+
+    autograd looks an argument's type up in its own tables, which know ``np.ndarray``
+    but not its subclasses: ``autograd.grad(f)(param)`` would raise "Can't differentiate
+    w.r.t. type Parameter". Parameter is entered there as an array (its gradients come
+    back as plain ndarrays). Called when numoptim is imported and when a Parameter is
+    made, so that either import order works; autograd itself is never imported here.
+    """
+    global _autograd_registered
+    if _autograd_registered or "autograd" not in sys.modules:
+        return
+    from autograd.numpy.numpy_boxes import ArrayBox
+    from autograd.numpy.numpy_vspaces import ArrayVSpace
+
+    ArrayBox.register(Parameter)
+    ArrayVSpace.register(Parameter)
+    _autograd_registered = True
+
+
+_autograd_registered = False
 
 
 class Parameter(np.ndarray):
@@ -127,6 +181,8 @@ class Parameter(np.ndarray):
         array = np.require(array, requirements=["C_CONTIGUOUS", "WRITEABLE"])
         param = array.view(cls)
         param._grad = None
+        if not _autograd_registered:
+            register_with_autograd()
         return param
 
     def __array_finalize__(self, obj) -> None:
@@ -164,5 +220,9 @@ class Parameter(np.ndarray):
     grad = property(
         operator.attrgetter("_grad"),
         _set_grad,
-        doc="The gradient: None, an array of the parameter's shape and dtype, or a RowSparseGrad.",
+        doc=(
+            "The gradient: None, an array of the parameter's shape and dtype, or a "
+            "RowSparseGrad. Any array NumPy can view without a copy (a JAX or torch CPU "
+            "array, a memoryview) is stored as that ndarray view."
+        ),
     )
