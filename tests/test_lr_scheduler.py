@@ -161,9 +161,22 @@ def test_pure_schedules():
     assert L.polynomial_lr(1.0, 2, 4, 2.0) == 0.25 and L.polynomial_lr(1.0, 6, 4) == 0.0
     assert L.cosine_annealing_lr(1.0, 4, 4, 0.1) == pytest.approx(0.1, abs=1e-15)
     assert L.cosine_annealing_lr(1.0, 8, 4, 0.1) == 1.0  # periodic
-    assert L.cyclic_scale(3, 4.0, 0.5) == (1, 0.5)
-    assert L.anneal_cos(1.0, 0.0, 0.5) == pytest.approx(0.5)
-    assert L.anneal_linear(1.0, 0.0, 0.25) == 0.75
+    assert L._cyclic_scale(3, 4.0, 0.5) == (1, 0.5)
+    assert L._anneal_cos(1.0, 0.0, 0.5) == pytest.approx(0.5)
+    assert L._anneal_linear(1.0, 0.0, 0.25) == 0.75
+
+
+def test_public_names_are_exactly_all():
+    # Every class and function the module defines without a leading underscore is in
+    # __all__ (the schedulers and their closed forms), and everything there exists.
+    defined = {
+        name
+        for name, value in vars(L).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", None) == L.__name__
+        and callable(value)
+    }
+    assert defined == set(L.__all__)
 
 
 def test_array_lr_updated_in_place():

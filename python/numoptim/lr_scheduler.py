@@ -51,6 +51,14 @@ __all__ = [
     "ReduceLROnPlateau",
     "SequentialLR",
     "StepLR",
+    # The closed forms, usable without a scheduler (as optax's schedules).
+    "constant_lr",
+    "cosine_annealing_lr",
+    "exponential_lr",
+    "linear_lr",
+    "multistep_lr",
+    "polynomial_lr",
+    "step_lr",
 ]
 
 EPOCH_DEPRECATION_WARNING = (
@@ -209,7 +217,7 @@ def cosine_annealing_lr(base_lr: float, epoch: float, T_max: float, eta_min: flo
     return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * epoch / T_max)) / 2
 
 
-def cyclic_scale(epoch: int, total_size: float, step_ratio: float) -> tuple[int, float]:
+def _cyclic_scale(epoch: int, total_size: float, step_ratio: float) -> tuple[int, float]:
     """CyclicLR's position in its triangle wave.
 
     Args:
@@ -228,13 +236,13 @@ def cyclic_scale(epoch: int, total_size: float, step_ratio: float) -> tuple[int,
     return cycle, (x - 1) / (step_ratio - 1)
 
 
-def anneal_cos(start: float, end: float, pct: float) -> float:
+def _anneal_cos(start: float, end: float, pct: float) -> float:
     """Cosine interpolation from ``start`` (pct 0) to ``end`` (pct 1), as OneCycleLR's."""
     cos_out = math.cos(math.pi * pct) + 1
     return end + (start - end) / 2.0 * cos_out
 
 
-def anneal_linear(start: float, end: float, pct: float) -> float:
+def _anneal_linear(start: float, end: float, pct: float) -> float:
     """Linear interpolation from ``start`` (pct 0) to ``end`` (pct 1), as OneCycleLR's."""
     return (end - start) * pct + start
 
@@ -1077,7 +1085,7 @@ class CyclicLR(LRScheduler):
     def get_lr(self) -> list[Any]:
         """Returns the lr of every group; also writes the cycled momentum into the groups."""
         _warn_get_lr_called_within_step(self)
-        cycle, scale_factor = cyclic_scale(self.last_epoch, self.total_size, self.step_ratio)
+        cycle, scale_factor = _cyclic_scale(self.last_epoch, self.total_size, self.step_ratio)
         x = cycle if self.scale_mode == "cycle" else self.last_epoch
         # scale_fn is called once per group and value, as torch does, so that a stateful
         # callable object sees the same calls.
@@ -1239,8 +1247,8 @@ class OneCycleLR(LRScheduler):
         return self.anneal_func(*args, **kwargs)
 
     # torch 2.13's names, which an older torch's ``anneal_func`` refers to.
-    _annealing_cos = staticmethod(anneal_cos)
-    _annealing_linear = staticmethod(anneal_linear)
+    _annealing_cos = staticmethod(_anneal_cos)
+    _annealing_linear = staticmethod(_anneal_linear)
 
     def get_lr(self) -> list[Any]:
         """Returns the lr of every group; also writes the cycled momentum into the groups.
