@@ -204,3 +204,21 @@ def test_module_entry_point_exits_2_without_a_traceback(agg, tmp_path):
     )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "T_max" in out.stderr
+
+
+def test_demo_plots_have_titles_and_legends_clear_of_the_curves(tmp_path):
+    pytest.importorskip("matplotlib")
+    from numoptim.demo import _plot
+
+    long_label = "SGD(lr=0.1, momentum=0.9, nesterov=True) + OneCycleLR(max_lr=0.3)"
+    curves = {long_label: np.linspace(1, 0.01, 60), "Adam(lr=0.03)": np.linspace(1, 0.2, 60)}
+    fig = _plot(curves, "A title", "loss", "epoch", str(tmp_path / "p.png"), log=True)
+    assert (tmp_path / "p.png").stat().st_size > 0
+    ax = fig.axes[0]
+    assert ax.get_title() == "A title"
+    # Extents as drawn by savefig.
+    legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    # The legend lies wholly below the axes, inside the figure: it hides no curve and no
+    # tick label, and is not cut off.
+    assert legend.y1 <= axes_box.y0 and legend.y0 >= 0
+    assert legend.x0 >= 0 and legend.x1 <= fig.bbox.width
