@@ -87,14 +87,20 @@ def test_each_step_is_the_float32_rule_rounded_once(name, kwargs, dtype):
                     )
 
 
+LEVELS = ["baseline", "avx2", "avx512"]
+
+
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("dtype", list(LOW))
-def test_conversions_agree_with_numpy_everywhere(dtype):
+def test_conversions_agree_with_numpy_everywhere(dtype, level):
     # Every 16-bit pattern read as float32, and float32 values rounded to 16 bits: random
     # bit patterns, every representable value, its neighbours and the midpoints between
-    # representable values (the ties, which must go to even).
+    # representable values (the ties, which must go to even). At each level (capped at
+    # the CPU's; float16 uses F16C from AVX2 up) and in arrays of odd lengths, so that
+    # both the 8-wide instructions and the element-wise tails are covered.
     bits = np.arange(65536, dtype=np.uint16)
     exact = bits.view(LOW[dtype]).astype(np.float32)
-    read = numoptim._core._from_storage_bits(bits, dtype)
+    read = numoptim._core._from_storage_bits(bits, dtype, level)
     same = (read.view(np.uint32) == exact.view(np.uint32)) | (np.isnan(read) & np.isnan(exact))
     assert same.all()
     finite = exact[np.isfinite(exact)]
@@ -104,7 +110,7 @@ def test_conversions_agree_with_numpy_everywhere(dtype):
     rng = np.random.default_rng(5)
     values = np.concatenate(
         [
-            rng.integers(0, 2**32, size=1_000_000, dtype=np.uint64)
+            rng.integers(0, 2**32, size=1_000_001, dtype=np.uint64)
             .astype(np.uint32)
             .view(np.float32),
             finite,
@@ -114,12 +120,33 @@ def test_conversions_agree_with_numpy_everywhere(dtype):
             midpoints,
         ]
     )
-    ours = numoptim._core._to_storage_bits(values, dtype)
+    ours = numoptim._core._to_storage_bits(values, dtype, level)
     with np.errstate(over="ignore", invalid="ignore"):
         theirs = values.astype(LOW[dtype]).view(np.uint16)
     nan = np.isnan(values)
     np.testing.assert_array_equal(ours[~nan], theirs[~nan])
     assert np.isnan(ours[nan].view(LOW[dtype]).astype(np.float32)).all()
+
+
+@pytest.mark.parametrize("level", LEVELS[1:])
+@pytest.mark.parametrize("dtype", list(LOW))
+def test_conversions_are_bit_identical_at_every_level_nans_included(dtype, level):
+    # NaN payloads and quiet bits too: a step must give the same bits at every level.
+    bits = np.arange(65536, dtype=np.uint16)
+    for n in (65536, 65533):  # with and without a tail shorter than a vector
+        np.testing.assert_array_equal(
+            numoptim._core._from_storage_bits(bits[:n], dtype, level).view(np.uint32),
+            numoptim._core._from_storage_bits(bits[:n], dtype, "baseline").view(np.uint32),
+        )
+    rng = np.random.default_rng(6)
+    payloads = rng.integers(0, 2**23, size=100_003, dtype=np.uint32)
+    nans = np.concatenate([0x7F800001 | payloads, 0xFF800001 | payloads]).view(np.float32)
+    randoms = rng.integers(0, 2**32, size=100_001, dtype=np.uint64).astype(np.uint32)
+    for values in (nans, randoms.view(np.float32)):
+        np.testing.assert_array_equal(
+            numoptim._core._to_storage_bits(values, dtype, level),
+            numoptim._core._to_storage_bits(values, dtype, "baseline"),
+        )
 
 
 def test_mixed_dtypes_in_one_group_step_as_each_alone():

@@ -25,6 +25,7 @@
 #include "numoptim/row_sparse.hpp"
 #include "numoptim/sgd.hpp"
 #include "numoptim/sparse_adam.hpp"
+#include "numoptim/widened.hpp"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -677,37 +678,44 @@ PYBIND11_MODULE(_core, m) {
   m.def("openmp_version", [] { return static_cast<int>(_OPENMP); });
   m.def("compiler", &compiler);
   // The storage conversions, for tests: float32 values rounded to float16/bfloat16 bits,
-  // and such bits read back as float32 (cpp/include/numoptim/storage.hpp).
+  // and such bits read back as float32, as the 16-bit steps convert them at a given
+  // level (capped at the CPU's; see widened.hpp and storage.hpp).
+  auto level = [](const std::string& name) {
+    const numoptim::Isa wanted = name == "avx512" ? numoptim::Isa::avx512
+                                 : name == "avx2" ? numoptim::Isa::avx2
+                                                  : numoptim::Isa::baseline;
+    return std::min(wanted, numoptim::cpu_isa());
+  };
   m.def(
       "_to_storage_bits",
-      [](py::array_t<float, py::array::c_style> values, const std::string& dtype) {
+      [level](py::array_t<float, py::array::c_style> values, const std::string& dtype,
+              const std::string& isa) {
         py::array_t<std::uint16_t> out(values.size());
-        auto* bits = out.mutable_data();
-        for (py::ssize_t i = 0; i < values.size(); ++i) {
-          if (dtype == "float16") {
-            numoptim::float16 h;
-            numoptim::store(h, values.data()[i]);
-            bits[i] = h.bits;
-          } else {
-            numoptim::bfloat16 b;
-            numoptim::store(b, values.data()[i]);
-            bits[i] = b.bits;
-          }
-        }
+        const auto n = static_cast<std::size_t>(values.size());
+        if (dtype == "float16")
+          numoptim::narrow_block(level(isa), values.data(),
+                                 reinterpret_cast<numoptim::float16*>(out.mutable_data()), n);
+        else
+          numoptim::narrow_block(level(isa), values.data(),
+                                 reinterpret_cast<numoptim::bfloat16*>(out.mutable_data()), n);
         return out;
       },
-      "values"_a, "dtype"_a);
+      "values"_a, "dtype"_a, "isa"_a = "baseline");
   m.def(
       "_from_storage_bits",
-      [](py::array_t<std::uint16_t, py::array::c_style> bits, const std::string& dtype) {
+      [level](py::array_t<std::uint16_t, py::array::c_style> bits, const std::string& dtype,
+              const std::string& isa) {
         py::array_t<float> out(bits.size());
-        for (py::ssize_t i = 0; i < bits.size(); ++i)
-          out.mutable_data()[i] = dtype == "float16"
-                                      ? numoptim::load(numoptim::float16{bits.data()[i]})
-                                      : numoptim::load(numoptim::bfloat16{bits.data()[i]});
+        const auto n = static_cast<std::size_t>(bits.size());
+        if (dtype == "float16")
+          numoptim::widen_block(level(isa), reinterpret_cast<const numoptim::float16*>(bits.data()),
+                                out.mutable_data(), n);
+        else
+          numoptim::widen_block(level(isa), reinterpret_cast<const numoptim::bfloat16*>(bits.data()),
+                                out.mutable_data(), n);
         return out;
       },
-      "bits"_a, "dtype"_a);
+      "bits"_a, "dtype"_a, "isa"_a = "baseline");
   m.attr("__version__") = NUMOPTIM_VERSION;
   numoptim::binding::register_bench(m);
 }

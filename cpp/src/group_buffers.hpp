@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "numoptim/master_weights.hpp"
+#include "numoptim/widened.hpp"
 #include "numoptim/multi_tensor.hpp"
 #include "numoptim/storage.hpp"
 
@@ -277,7 +278,11 @@ void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout&
   };
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    execute(make_rule(zero), gather<T, Rule<T>::num_buffers>(entries, layout));
+    constexpr std::size_t N = Rule<float>::num_buffers;
+    if constexpr (std::is_same_v<T, float16>)  // through the float32 rule (widened.hpp)
+      execute(Widened<Rule<float>, T>{make_rule(float{}), isa}, gather<T, N>(entries, layout));
+    else
+      execute(make_rule(zero), gather<T, N>(entries, layout));
   };
   auto run_master = [&](auto zero) {
     run_master_weights<Rule<float>, decltype(zero)>(make_rule(float{}), entries, layout, threads,

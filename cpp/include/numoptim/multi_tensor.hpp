@@ -105,7 +105,10 @@ void run_multi_tensor(const Rule& rule, const std::vector<Scalars>& scalars,
                               [](const Chunk& chunk, std::size_t v) { return chunk.offset < v; });
     for (; c != chunks.end() && c->offset < hi; ++c) {
       std::array<T*, N> at;
-      for (std::size_t b = 0; b < N; ++b) at[b] = tensors.buffers[c->tensor][b] + c->begin;
+      for (std::size_t b = 0; b < N; ++b) {
+        T* const base = tensors.buffers[c->tensor][b];
+        at[b] = base == nullptr ? nullptr : base + c->begin;  // an unused buffer stays null
+      }
       update_at(isa, rule, scalars[c->tensor], at.data(), c->count);
     }
   });
