@@ -28,6 +28,10 @@ HEADER = re.compile(r"^[0-9a-f]+ <(.*)>:$")
 NAME = re.compile(
     r"numoptim::update_(avx512|avx2|baseline)<numoptim::([A-Za-z0-9_]+)<(float|double|numoptim::bfloat16|numoptim::float16)>"
 )
+# float16 steps through the float32 rule: numoptim::Widened<numoptim::Adam<float>, numoptim::float16>.
+WIDENED = re.compile(
+    r"numoptim::update_(avx512|avx2|baseline)<numoptim::Widened<numoptim::([A-Za-z0-9_]+)<float>, (numoptim::float16)>"
+)
 
 
 def main() -> int:
@@ -47,7 +51,7 @@ def main() -> int:
     for line in dump.splitlines():
         header = HEADER.match(line)
         if header:
-            name = NAME.search(header.group(1))
+            name = WIDENED.search(header.group(1)) or NAME.search(header.group(1))
             current = (name.group(2), name.group(3), name.group(1)) if name else None
             if current:
                 counts.setdefault(current, [0, 0])
