@@ -8,28 +8,31 @@ are assigned to ``.grad`` as they come.
     python examples/autograd_digits.py
 """
 
+from typing import Any
+
 import autograd
 import autograd.numpy as anp
 import numoptim
 import numpy as np
+import numpy.typing as npt
 from numoptim.lr_scheduler import OneCycleLR
 from numoptim.utils import clip_grad_norm_
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 
-def forward(params, x):
+def forward(params: list[Any], x: Any) -> Any:
     w1, b1, w2, b2 = params
     return anp.tanh(x @ w1 + b1) @ w2 + b2
 
 
-def loss_fn(params, x, y):
+def loss_fn(params: list[Any], x: Any, y: npt.NDArray[np.int_]) -> Any:
     logits = forward(params, x)
     log_probs = logits - anp.log(anp.sum(anp.exp(logits), axis=1, keepdims=True))
     return -anp.mean(log_probs[anp.arange(len(y)), y])
 
 
-def main():
+def main() -> None:
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float64)
     x_train, x_test, y_train, y_test = train_test_split(

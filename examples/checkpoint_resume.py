@@ -16,12 +16,16 @@ import tempfile
 import numoptim
 import numpy as np
 from numoptim.lr_scheduler import StepLR
+from numpy.random import Generator
 
 DATA = np.random.default_rng(42).normal(size=(256, 8)).astype(np.float32)
 TARGET = DATA @ np.linspace(-1, 1, 8, dtype=np.float32) + 0.5
 
 
-def build():
+Run = tuple[list[numoptim.Parameter], numoptim.AdamW, StepLR, Generator]
+
+
+def build() -> Run:
     """The model, optimizer, scheduler and batch sampler of a fresh run."""
     w = numoptim.Parameter(np.zeros(8, np.float32))
     b = numoptim.Parameter(np.zeros((), np.float32))
@@ -30,7 +34,8 @@ def build():
     return [w, b], optimizer, scheduler, np.random.default_rng(0)
 
 
-def train(params, optimizer, scheduler, rng, steps):
+def train(run: Run, steps: int) -> None:
+    params, optimizer, scheduler, rng = run
     w, b = params
     for _ in range(steps):
         rows = rng.choice(len(DATA), size=32, replace=False)
@@ -42,7 +47,8 @@ def train(params, optimizer, scheduler, rng, steps):
         scheduler.step()
 
 
-def checkpoint(path, params, optimizer, scheduler, rng):
+def checkpoint(path: str, run: Run) -> None:
+    params, optimizer, scheduler, rng = run
     numoptim.save(
         {
             "params": [np.array(p) for p in params],
@@ -54,7 +60,7 @@ def checkpoint(path, params, optimizer, scheduler, rng):
     )
 
 
-def resume(path):
+def resume(path: str) -> Run:
     params, optimizer, scheduler, rng = build()
     saved = numoptim.load(path)
     for p, value in zip(params, saved["params"]):
@@ -65,20 +71,20 @@ def resume(path):
     return params, optimizer, scheduler, rng
 
 
-def main():
+def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "run.ckpt")
 
         # The reference: 100 steps without a break, saving a checkpoint at step 40.
         run = build()
-        train(*run, steps=40)
-        checkpoint(path, *run)
-        train(*run, steps=60)
+        train(run, steps=40)
+        checkpoint(path, run)
+        train(run, steps=60)
         straight = run[0]
 
         # A new process would start here: everything rebuilt, then loaded.
         resumed = resume(path)
-        train(*resumed, steps=60)
+        train(resumed, steps=60)
 
     for a, b in zip(straight, resumed[0]):
         assert np.array_equal(a, b) and a.tobytes() == b.tobytes()

@@ -8,6 +8,8 @@ parameters stay NumPy arrays that numoptim updates in place.
     python examples/jax_adam.py
 """
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numoptim
@@ -15,7 +17,7 @@ import numpy as np
 
 
 @jax.jit
-def loss_fn(params, x, y):
+def loss_fn(params: list[Any], x: Any, y: Any) -> Any:
     w, b = params
     return jnp.mean((jnp.tanh(x @ w) @ b - y) ** 2)
 
@@ -23,7 +25,7 @@ def loss_fn(params, x, y):
 grad_fn = jax.jit(jax.grad(loss_fn))
 
 
-def main():
+def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, (512, 1)).astype(np.float32)
     y = np.sin(2 * x[:, 0]).astype(np.float32)

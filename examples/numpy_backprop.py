@@ -8,10 +8,13 @@ plain NumPy; numoptim only updates the parameters, as torch.optim would.
 
 import numoptim
 import numpy as np
+import numpy.typing as npt
 from numoptim.lr_scheduler import CosineAnnealingLR
 
 
-def spirals(n, rng):
+def spirals(
+    n: int, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int_]]:
     """Two interleaved spirals of n points each, with labels 0 and 1."""
     t = np.sqrt(rng.uniform(0.05, 1.0, n)) * 3 * np.pi
     arm = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / (3 * np.pi)
@@ -20,7 +23,7 @@ def spirals(n, rng):
     return x.astype(np.float32), y
 
 
-def main():
+def main() -> None:
     rng = np.random.default_rng(0)
     x, y = spirals(500, rng)
     hidden = 64

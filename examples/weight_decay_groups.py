@@ -9,12 +9,14 @@ group as in torch.
     python examples/weight_decay_groups.py
 """
 
+from typing import Any
+
 import numoptim
 import numpy as np
 from numoptim.lr_scheduler import LinearLR
 
 
-def make_model(rng):
+def make_model(rng: np.random.Generator) -> dict[str, numoptim.Parameter]:
     """A small residual MLP's parameters by name, as a framework's named_parameters()."""
     return {
         "embed.weight": numoptim.Parameter(rng.normal(0, 0.1, (16, 32)).astype(np.float32)),
@@ -26,9 +28,14 @@ def make_model(rng):
     }
 
 
-def set_weight_decay(named_parameters, weight_decay, skip=("bias", "norm")):
+def set_weight_decay(
+    named_parameters: dict[str, numoptim.Parameter],
+    weight_decay: float,
+    skip: tuple[str, ...] = ("bias", "norm"),
+) -> list[dict[str, Any]]:
     """Two groups: decayed matrices, and undecayed biases, norms and other vectors."""
-    decay, no_decay = [], []
+    decay: list[tuple[str, numoptim.Parameter]] = []
+    no_decay: list[tuple[str, numoptim.Parameter]] = []
     for name, p in named_parameters.items():
         undecayed = p.ndim <= 1 or any(word in name for word in skip)
         (no_decay if undecayed else decay).append((name, p))
@@ -38,7 +45,7 @@ def set_weight_decay(named_parameters, weight_decay, skip=("bias", "norm")):
     ]
 
 
-def main():
+def main() -> None:
     rng = np.random.default_rng(0)
     model = make_model(rng)
     optimizer = numoptim.AdamW(set_weight_decay(model, weight_decay=0.1), lr=1e-2)

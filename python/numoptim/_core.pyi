@@ -21,7 +21,7 @@ def scale_arrays(arrays: list[Any], coefficient: float) -> None: ...
 def check_assigned_grad(param: Any, grad: Any) -> None: ...
 def state_zeros(shape: tuple[int, ...], dtype: Any) -> Any: ...
 def adam8bit_step(
-    tensors: list[tuple],
+    tensors: list[tuple[Any, ...]],
     lr: float,
     beta1: float,
     beta2: float,
@@ -31,7 +31,7 @@ def adam8bit_step(
 ) -> PreparedStep | None: ...
 def adadelta_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     rho: float,
     eps: float,
@@ -42,7 +42,7 @@ def adadelta_step(
 ) -> PreparedStep | None: ...
 def adagrad_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     lr_decay: float,
     weight_decay: float,
@@ -54,7 +54,7 @@ def adagrad_step(
 ) -> PreparedStep | None: ...
 def adam_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     beta1: float,
     beta2: float,
@@ -68,7 +68,7 @@ def adam_step(
 ) -> PreparedStep | None: ...
 def adamax_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     beta1: float,
     beta2: float,
@@ -80,7 +80,7 @@ def adamax_step(
 ) -> PreparedStep | None: ...
 def asgd_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     lambd: float,
     alpha: float,
@@ -90,13 +90,13 @@ def asgd_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
-def bench_stream(arrays: list) -> None: ...
+def bench_stream(arrays: list[Any]) -> None: ...
 def compiler() -> str: ...
 def cpu_simd_level() -> str: ...
 def get_num_threads() -> int: ...
 def nadam_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     beta1: float,
     beta2: float,
@@ -111,7 +111,7 @@ def nadam_step(
 def openmp_version() -> int: ...
 def radam_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     beta1: float,
     beta2: float,
@@ -124,7 +124,7 @@ def radam_step(
 ) -> PreparedStep | None: ...
 def rmsprop_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     alpha: float,
     eps: float,
@@ -137,7 +137,7 @@ def rmsprop_step(
 ) -> PreparedStep | None: ...
 def rprop_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     etaminus: float,
     etaplus: float,
@@ -153,7 +153,7 @@ def sgd_sparse_step(
 ) -> PreparedStep | None: ...
 def sgd_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     momentum: float,
     dampening: float,
@@ -167,7 +167,7 @@ def sgd_step(
 def simd_level() -> str: ...
 def sparse_adam_step(
     params: Any,
-    state: dict,
+    state: dict[Any, Any],
     lr: float,
     beta1: float,
     beta2: float,

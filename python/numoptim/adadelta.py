@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _core
 from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
+from .optimizer import ParamsT
 
 __all__ = ["Adadelta"]
 
@@ -44,17 +47,17 @@ class Adadelta(NativeOptimizer):
 
     def __init__(
         self,
-        params,
-        lr=1.0,
-        rho=0.9,
-        eps=1e-6,
-        weight_decay=0,
-        foreach=None,
+        params: ParamsT,
+        lr: float | np.ndarray = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
         *,
-        capturable=False,
-        maximize=False,
-        differentiable=False,
-        master_weights=False,
+        capturable: bool = False,
+        maximize: bool = False,
+        differentiable: bool = False,
+        master_weights: bool = False,
     ) -> None:
         check_lr(lr)
         if not 0.0 <= rho <= 1.0:

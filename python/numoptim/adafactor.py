@@ -10,7 +10,7 @@ import numpy as np
 from ._checks import Float32Or64Only, check_step_inputs
 from ._lerp import lerp
 from ._native import lr_value
-from .optimizer import Optimizer
+from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Adafactor"]
 
@@ -75,15 +75,15 @@ class Adafactor(Float32Or64Only, Optimizer):
 
     def __init__(
         self,
-        params,
-        lr=1e-2,
-        beta2_decay=-0.8,
-        eps=(None, 1e-3),
-        d=1.0,
-        weight_decay=0.0,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-2,
+        beta2_decay: float = -0.8,
+        eps: tuple[float | None, float] = (None, 1e-3),
+        d: float = 1.0,
+        weight_decay: float = 0.0,
         *,
-        foreach=None,
-        maximize=False,
+        foreach: bool | None = None,
+        maximize: bool = False,
     ) -> None:
         if isinstance(lr, np.ndarray) and lr.size != 1:
             raise ValueError("Tensor lr must be 1-element")

@@ -6,6 +6,7 @@ import numpy as np
 
 from . import _core
 from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
+from .optimizer import ParamsT
 from .sparse import RowSparseGrad
 
 __all__ = ["Adagrad"]
@@ -52,18 +53,18 @@ class Adagrad(NativeOptimizer):
 
     def __init__(
         self,
-        params,
-        lr=1e-2,
-        lr_decay=0,
-        weight_decay=0,
-        initial_accumulator_value=0,
-        eps=1e-10,
-        foreach=None,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
         *,
-        maximize=False,
-        differentiable=False,
-        fused=None,
-        master_weights=False,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        master_weights: bool = False,
     ) -> None:
         check_lr(lr)
         if not 0.0 <= lr_decay:

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _core
 from ._native import NativeOptimizer, check_adam_family, check_flags, scalar
+from .optimizer import ParamsT
 
 __all__ = ["Adam"]
 
@@ -71,20 +72,20 @@ class Adam(NativeOptimizer):
 
     def __init__(
         self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0,
-        amsgrad=False,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
         *,
-        foreach=None,
-        maximize=False,
-        capturable=False,
-        differentiable=False,
-        fused=None,
-        decoupled_weight_decay=False,
-        master_weights=False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+        master_weights: bool = False,
     ) -> None:
         # torch's checks and their order: an array lr with foreach is refused before lr's
         # size and value are looked at, and array betas after every range check.

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _core
 from ._native import NativeOptimizer, lr_value
+from .optimizer import ParamsT
 
 __all__ = ["Adam8bit", "AdamW8bit", "create_dynamic_map"]
 
@@ -107,16 +108,16 @@ class _Adam8bitBase(NativeOptimizer):
 
     def __init__(
         self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0,
-        amsgrad=False,
-        optim_bits=32,
-        args=None,
-        min_8bit_size=4096,
-        is_paged=False,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        optim_bits: int = 32,
+        args: Any = None,
+        min_8bit_size: int = 4096,
+        is_paged: bool = False,
     ) -> None:
         if amsgrad:
             raise ValueError(f"{self._name} does not support amsgrad=True")
@@ -357,16 +358,16 @@ class AdamW8bit(_Adam8bitBase):
 
     def __init__(
         self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=1e-2,
-        amsgrad=False,
-        optim_bits=32,
-        args=None,
-        min_8bit_size=4096,
-        is_paged=False,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        optim_bits: int = 32,
+        args: Any = None,
+        min_8bit_size: int = 4096,
+        is_paged: bool = False,
     ) -> None:
         super().__init__(
             params, lr, betas, eps, weight_decay, amsgrad, optim_bits, args, min_8bit_size, is_paged

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _core
 from ._native import NativeOptimizer, check_adam_family, check_flags, lr_value, scalar
+from .optimizer import ParamsT
 
 __all__ = ["Adamax"]
 
@@ -43,17 +46,17 @@ class Adamax(NativeOptimizer):
 
     def __init__(
         self,
-        params,
-        lr=2e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0,
-        foreach=None,
+        params: ParamsT,
+        lr: float | np.ndarray = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
         *,
-        maximize=False,
-        differentiable=False,
-        capturable=False,
-        master_weights=False,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+        master_weights: bool = False,
     ) -> None:
         check_adam_family(lr, betas, eps, weight_decay)
         check_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _core
 from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
+from .optimizer import ParamsT
 
 __all__ = ["ASGD"]
 
@@ -47,18 +50,18 @@ class ASGD(NativeOptimizer):
 
     def __init__(
         self,
-        params,
-        lr=1e-2,
-        lambd=1e-4,
-        alpha=0.75,
-        t0=1e6,
-        weight_decay=0,
-        foreach=None,
-        maximize=False,
-        differentiable=False,
-        capturable=False,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
         *,
-        master_weights=False,
+        master_weights: bool = False,
     ) -> None:
         check_lr(lr)
         if not 0.0 <= weight_decay:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._checks import Float32Or64Only, check_param_dtype
 from ._native import check_lr, lr_value
-from .optimizer import Optimizer
+from .optimizer import Optimizer, ParamsT
 from .sparse import RowSparseGrad
 
 __all__ = ["LBFGS"]
@@ -239,14 +239,14 @@ class LBFGS(Float32Or64Only, Optimizer):
 
     def __init__(
         self,
-        params,
-        lr=1,
-        max_iter=20,
-        max_eval=None,
-        tolerance_grad=1e-7,
-        tolerance_change=1e-9,
-        history_size=100,
-        line_search_fn=None,
+        params: ParamsT,
+        lr: float | np.ndarray = 1,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-7,
+        tolerance_change: float = 1e-9,
+        history_size: int = 100,
+        line_search_fn: str | None = None,
     ) -> None:
         check_lr(lr)
         if max_eval is None:

@@ -11,7 +11,7 @@ import numpy as np
 from ._checks import Float32Or64Only, check_step_inputs
 from ._lerp import lerp
 from ._native import lr_value
-from .optimizer import Optimizer
+from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Muon"]
 
@@ -160,17 +160,17 @@ class Muon(Float32Or64Only, Optimizer):
 
     def __init__(
         self,
-        params,
-        lr=1e-3,
-        weight_decay=0.1,
-        momentum=0.95,
-        nesterov=True,
-        ns_coefficients=(DEFAULT_A, DEFAULT_B, DEFAULT_C),
-        eps=EPS,
-        ns_steps=DEFAULT_NS_STEPS,
-        adjust_lr_fn=None,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (DEFAULT_A, DEFAULT_B, DEFAULT_C),
+        eps: float = EPS,
+        ns_steps: int = DEFAULT_NS_STEPS,
+        adjust_lr_fn: str | None = None,
         *,
-        ns_dtype="float32",
+        ns_dtype: str = "float32",
     ) -> None:
         if isinstance(lr, np.ndarray) and lr.size != 1:
             raise ValueError("Tensor lr must be 1-element")

@@ -15,8 +15,13 @@ import numpy as np
 from ._hooks import RemovableHandle
 from .parameter import Parameter, is_bfloat16
 
+# What an optimizer takes as ``params``, as torch.optim.optimizer.ParamsT: arrays
+# (Parameters), parameter groups (dicts with a "params" entry), or (name, array) pairs.
+ParamsT = Iterable[np.ndarray] | Iterable[dict[str, Any]] | Iterable[tuple[str, np.ndarray]]
+
 __all__ = [
     "Optimizer",
+    "ParamsT",
     "register_optimizer_step_post_hook",
     "register_optimizer_step_pre_hook",
     "required",
@@ -127,7 +132,7 @@ class Optimizer:
         defaults: the default hyperparameters of every group.
     """
 
-    def __init__(self, params, defaults: dict[str, Any]) -> None:
+    def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
         self._optimizer_step_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._optimizer_step_post_hooks: OrderedDict[int, Callable] = OrderedDict()

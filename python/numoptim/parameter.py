@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import operator
 import sys
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -136,6 +137,9 @@ def register_with_autograd() -> None:
 _autograd_registered = False
 
 
+_P = TypeVar("_P", bound="Parameter")
+
+
 class Parameter(np.ndarray):
     """A float array that optimizers update in place, with a settable ``grad``.
 
@@ -165,7 +169,9 @@ class Parameter(np.ndarray):
 
     __hash__ = object.__hash__
 
-    def __new__(cls, data, dtype=None):
+    # A TypeVar, not typing.Self: Python 3.10 has no Self, and typing_extensions is not a
+    # dependency.
+    def __new__(cls: type[_P], data: Any, dtype: Any = None) -> _P:  # noqa: PYI019
         if isinstance(dtype, str) and dtype == "bfloat16":
             # NumPy knows the name only once ml_dtypes has been imported.
             dtype = bfloat16_dtype("Parameter(dtype='bfloat16')")
@@ -217,12 +223,24 @@ class Parameter(np.ndarray):
     def __repr__(self) -> str:
         return "Parameter containing:\n" + repr(self.view(np.ndarray))
 
-    grad = property(
-        operator.attrgetter("_grad"),
-        _set_grad,
-        doc=(
-            "The gradient: None, an array of the parameter's shape and dtype, or a "
-            "RowSparseGrad. Any array NumPy can view without a copy (a JAX or torch CPU "
-            "array, a memoryview) is stored as that ndarray view."
-        ),
-    )
+    if TYPE_CHECKING:
+        # What a type checker sees; at run time, the property below (an attrgetter,
+        # which the native step reads once per parameter: faster than a function).
+        @property
+        def grad(self) -> np.ndarray | RowSparseGrad | None:
+            """The gradient: None, an array of the parameter's shape and dtype, or a
+            RowSparseGrad."""
+
+        @grad.setter
+        def grad(self, grad: Any) -> None: ...
+
+    else:
+        grad = property(
+            operator.attrgetter("_grad"),
+            _set_grad,
+            doc=(
+                "The gradient: None, an array of the parameter's shape and dtype, or a "
+                "RowSparseGrad. Any array NumPy can view without a copy (a JAX or torch "
+                "CPU array, a memoryview) is stored as that ndarray view."
+            ),
+        )

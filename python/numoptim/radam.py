@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _core
 from ._native import NativeOptimizer, check_adam_family, check_flags, lr_value, scalar
+from .optimizer import ParamsT
 
 __all__ = ["RAdam"]
 
@@ -51,18 +54,18 @@ class RAdam(NativeOptimizer):
 
     def __init__(
         self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0,
-        decoupled_weight_decay=False,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decoupled_weight_decay: bool = False,
         *,
-        foreach=None,
-        maximize=False,
-        capturable=False,
-        differentiable=False,
-        master_weights=False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        master_weights: bool = False,
     ) -> None:
         check_adam_family(lr, betas, eps, weight_decay)
         check_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _core
 from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
+from .optimizer import ParamsT
 
 __all__ = ["RMSprop"]
 
@@ -49,19 +52,19 @@ class RMSprop(NativeOptimizer):
 
     def __init__(
         self,
-        params,
-        lr=1e-2,
-        alpha=0.99,
-        eps=1e-8,
-        weight_decay=0,
-        momentum=0,
-        centered=False,
-        capturable=False,
-        foreach=None,
-        maximize=False,
-        differentiable=False,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
         *,
-        master_weights=False,
+        master_weights: bool = False,
     ) -> None:
         check_lr(lr)
         if not 0.0 <= eps:

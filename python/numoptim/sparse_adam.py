@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _core
 from ._native import NativeOptimizer, lr_value, scalar
+from .optimizer import ParamsT
 from .parameter import Parameter
 
 __all__ = ["SparseAdam"]
@@ -45,7 +46,14 @@ class SparseAdam(NativeOptimizer):
 
     _param_shaped_state = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False) -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | np.ndarray = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        maximize: bool = False,
+    ) -> None:
         if isinstance(lr, np.ndarray) and lr.size != 1:
             raise ValueError("Tensor lr must be 1-element")
         if not 0.0 < lr:
