@@ -28,7 +28,7 @@ class Adamax(NativeOptimizer):
         lr: learning rate, a float or a 1-element array (default 2e-3).
         betas: coefficients of the running average and of the infinity norm
             (default (0.9, 0.999)).
-        eps: added to |g| inside the max for numerical stability (default 1e-8).
+        eps: added to ``|g|`` inside the max for numerical stability (default 1e-8).
         weight_decay: L2 penalty (default 0).
         foreach: accepted for torch compatibility; there is one native path.
         maximize: maximize the objective instead of minimizing it (default False).

@@ -17,9 +17,9 @@ class AdamW(Adam):
     default: the parameter shrinks by ``1 - lr * weight_decay`` before the Adam update
     instead of adding ``weight_decay * p`` to the gradient.
 
-    Args:
-        params, lr, betas, eps, weight_decay, amsgrad, maximize, foreach, capturable,
-        differentiable, fused: as :class:`Adam`.
+    The arguments (``params``, ``lr``, ``betas``, ``eps``, ``weight_decay``, ``amsgrad``,
+    ``maximize``, ``foreach``, ``capturable``, ``differentiable``, ``fused``,
+    ``master_weights``) are :class:`Adam`'s.
     """
 
     def __init__(

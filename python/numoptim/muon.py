@@ -123,7 +123,7 @@ class Muon(Float32Or64Only, Optimizer):
     and ``ns_dtype="bfloat16"`` emulates torch's bfloat16 arithmetic with ml_dtypes
     (an optional dependency) to follow torch closely. Measured against torch 2.13 over
     20 steps (parameters of shapes (1, 9) to (33, 20), lr 0.01 to 0.02, five option
-    sets), the largest difference of any parameter element, relative to max(1, |p|):
+    sets), the largest difference of any parameter element, relative to ``max(1, |p|)``:
 
     - ``"bfloat16"``: 1.2e-4, with the median element bit-identical (a bfloat16
       rounding boundary is crossed differently where float32 sums accumulate in
