@@ -176,3 +176,23 @@ def test_autograd_differentiates_with_respect_to_parameters(imports):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[0.5,", "-1.0,", "1.5]", "-0.25"]
+
+
+FAKE_AUTOGRAD = """
+import sys, types
+sys.modules["autograd"] = types.ModuleType("autograd")
+import numpy as np, numoptim
+print(numoptim.Parameter(np.zeros(2)).shape)
+"""
+
+
+def test_a_module_named_autograd_that_is_not_hips_autograd_changes_nothing():
+    out = subprocess.run(
+        [sys.executable, "-c", FAKE_AUTOGRAD],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "(2,)\n"

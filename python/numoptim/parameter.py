@@ -126,9 +126,11 @@ def register_with_autograd() -> None:
     global _autograd_registered
     if _autograd_registered or "autograd" not in sys.modules:
         return
-    from autograd.numpy.numpy_boxes import ArrayBox
-    from autograd.numpy.numpy_vspaces import ArrayVSpace
-
+    try:
+        from autograd.numpy.numpy_boxes import ArrayBox
+        from autograd.numpy.numpy_vspaces import ArrayVSpace
+    except ImportError:  # another package of that name, or a broken install: not ours to fix
+        return
     ArrayBox.register(Parameter)
     ArrayVSpace.register(Parameter)
     _autograd_registered = True
