@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "numoptim/master_weights.hpp"
-#include "numoptim/widened.hpp"
 #include "numoptim/multi_tensor.hpp"
 #include "numoptim/storage.hpp"
+#include "numoptim/widened.hpp"
 
 namespace numoptim::binding {
 
