@@ -27,6 +27,8 @@ its turn), only to compare. The methods:
                would write), single-threaded as NumPy is.
   torch        torch.optim's default path on CPU (the for-loop implementation).
   torch-fused  torch.optim with fused=True (SGD, Adam, AdamW, Adagrad).
+  optax        optax's sgd/adam/adamw under jax.jit on the CPU, parameters and state
+               donated (SGD, Adam, AdamW; when jax and optax are installed).
 
 Scenarios (see DESIGN.md, "Speed"):
 
@@ -370,7 +372,47 @@ def torch_step(case, params, grads, fused):
     return opt.step
 
 
-METHODS = ["roofline", "roof-tensors", "numoptim", "numpy", "torch", "torch-fused"]
+def optax_step(case, params, grads, threads=None):
+    """optax under jax.jit on the CPU, when installed: the update and apply_updates in one
+    jitted call, parameters and state donated so that XLA may update them in place.
+    SGD, Adam and AdamW only (torch's defaults; optax puts Adam's eps where torch does)."""
+    if case.name not in ("SGD", "Adam", "AdamW") or case.kwargs.get("amsgrad"):
+        return None
+    if threads == 1:  # before jax is imported: XLA's CPU thread pool, one thread
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "")
+            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        )
+    try:
+        import jax
+        import optax
+    except ImportError:
+        return None
+    lr = case.kwargs["lr"]
+    if case.name == "SGD":
+        tx = optax.sgd(lr, momentum=case.kwargs.get("momentum") or None)
+    elif case.name == "Adam":
+        tx = optax.adam(lr)
+    else:
+        tx = optax.adamw(lr, weight_decay=0.01)
+    box = [[jax.numpy.asarray(p) for p in params]]
+    gs = [jax.numpy.asarray(g) for g in grads]
+    state = [tx.init(box[0])]
+
+    def update(ps, opt_state, g):
+        updates, opt_state = tx.update(g, opt_state, ps)
+        return optax.apply_updates(ps, updates), opt_state
+
+    update = jax.jit(update, donate_argnums=(0, 1))
+
+    def step():
+        box[0], state[0] = update(box[0], state[0], gs)
+        jax.block_until_ready(box[0])
+
+    return step
+
+
+METHODS = ["roofline", "roof-tensors", "numoptim", "numpy", "torch", "torch-fused", "optax"]
 
 
 def build(case, shapes, layout="direct"):
@@ -383,6 +425,7 @@ def build(case, shapes, layout="direct"):
         "numpy": numpy_step(case, params, grads),
         "torch": torch_step(case, params, grads, fused=False),
         "torch-fused": torch_step(case, params, grads, fused=True),
+        "optax": optax_step(case, params, grads),
     }
 
 
@@ -537,6 +580,8 @@ def child(spec: str) -> None:
         step = numoptim_step(case, params, grads)
     elif method == "numpy":
         step = numpy_step(case, params, grads)
+    elif method == "optax":
+        step = optax_step(case, params, grads, job["threads"])
     else:
         step = torch_step(case, params, grads, fused=method == "torch-fused")
     seconds = None if step is None else measure({method: step}, job["repeats"], 3)[method]
