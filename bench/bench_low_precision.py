@@ -15,6 +15,8 @@ same 16-bit tensors, torch.set_num_threads to match).
 8-bit state (numoptim.Adam8bit on float32 parameters: p read and written, g read, one
 byte each of m and v read and written: 16 B per element, 8/7 of the 14 B roofline) is
 compared with numoptim's float32 Adam and with bitsandbytes' CPU Adam8bit when installed.
+DeepSpeed's DeepSpeedCPUAdam runs when deepspeed is installed (its op is built on first
+use, a few minutes): on float32, and on bfloat16 parameters with its float32 state.
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ elif contestant == "bitsandbytes adam8bit":
     p.grad = torch.randn(n) * 1e-2
     optimizer = bitsandbytes.optim.Adam8bit([p], lr=1e-4)
     print(timed(optimizer.step, repeat=5))
+elif contestant.startswith("deepspeed"):
+    import torch
+    from deepspeed.ops.adam import DeepSpeedCPUAdam  # builds its op on first use
+    torch.set_num_threads(threads)
+    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[contestant.split()[-1]]
+    p = torch.nn.Parameter(torch.randn(n).to(dtype))
+    p.grad = (torch.randn(n) * 1e-2).to(dtype)
+    optimizer = DeepSpeedCPUAdam([p], lr=1e-4, adamw_mode=False)
+    print(timed(optimizer.step))
 elif contestant.startswith("numoptim"):
     import ml_dtypes, numoptim
     numoptim.set_num_threads(threads)
@@ -88,7 +99,7 @@ def run(contestant: str, n: int, threads: int) -> float:
         text=True,
         check=True,
     )
-    return float(out.stdout)
+    return float(out.stdout.strip().splitlines()[-1])  # the last line: DeepSpeed logs too
 
 
 def main() -> None:
@@ -114,6 +125,12 @@ def main() -> None:
         contestants += ["bitsandbytes adam8bit"]
     except ImportError:
         pass
+    try:
+        import deepspeed  # noqa: F401
+
+        contestants += ["deepspeed cpu_adam float32", "deepspeed cpu_adam bfloat16"]
+    except ImportError:
+        pass
     times: dict[str, list[float]] = {c: [] for c in contestants}
     for r in range(args.rounds):
         order = contestants if r % 2 == 0 else contestants[::-1]
@@ -124,6 +141,8 @@ def main() -> None:
         # float32 Adam, and bfloat16 with fp32 master weights and state, move 28 B per
         # element: twice the roofline's bytes.
         scale = 2.0 if contestant.endswith(("float32", "master")) else 1.0
+        # DeepSpeed's bfloat16 step: bf16 p and g, fp32 m and v (22 B per element).
+        scale = 22 / 14 if contestant == "deepspeed cpu_adam bfloat16" else scale
         scale = 16 / 14 if contestant.endswith("adam8bit") else scale
         ratio = statistics.median(x / (scale * r) for x, r in zip(t, times["roofline"]))
         print(
