@@ -35,6 +35,35 @@ def assert_close(actual, expected, dtype=None, what=""):
     np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale, err_msg=what)
 
 
+def assert_close_or_closer(actual, expected, exact, what=""):
+    """float32 results within the tolerance of torch's, or no further from the exact run.
+
+    Over many steps float32 roundings accumulate, and a rule that divides by a small
+    running average (Adamax's exp_inf, Adam's exp_avg_sq) amplifies them: torch and
+    numoptim can then both sit a few 1e-6 from the exact result, on opposite sides
+    (live parity, seed 689039253, Adamax: -2.0e-6 and +2.2e-6 on one element of 16,911).
+    Such an element passes when numoptim is no further from ``exact`` (torch's float64
+    run on the same inputs) than torch's float32 result is, within the tolerance; every
+    other element must be within the tolerance of torch's, as in assert_close.
+    """
+    actual, expected, exact = (np.asarray(a, dtype=np.float64) for a in (actual, expected, exact))
+    assert actual.shape == expected.shape == exact.shape, what
+    tol = TOLERANCE[np.dtype(np.float32)]
+    finite = expected[np.isfinite(expected)]
+    scale = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+    with np.errstate(invalid="ignore"):
+        close = np.abs(actual - expected) <= tol * scale + tol * np.abs(expected)
+        closer = np.abs(actual - exact) <= np.abs(expected - exact) + tol * scale
+    same_special = (np.isnan(actual) & np.isnan(expected)) | (actual == expected)
+    bad = ~(close | closer | same_special)
+    assert not bad.any(), (
+        f"{what}: {int(bad.sum())} elements neither within {tol} of torch nor as close to "
+        f"the float64 run, first at {np.flatnonzero(bad)[:5].tolist()}: ours "
+        f"{actual[bad][:5].tolist()}, torch {expected[bad][:5].tolist()}, float64 "
+        f"{exact[bad][:5].tolist()}"
+    )
+
+
 @pytest.fixture
 def restore_threads():
     import numoptim
