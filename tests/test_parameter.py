@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 
+import numoptim
 import numpy as np
 import pytest
 from numoptim import Parameter
@@ -61,3 +62,36 @@ def test_repr():
     assert repr(Parameter(np.zeros(2, np.float32))).startswith(
         "Parameter containing:\narray([0., 0.]"
     )
+
+
+def test_a_subclass_or_a_patched_class_that_redefines_grad_is_read_through_it():
+    # The native step reads a Parameter's gradient from its __dict__ while the class
+    # keeps numoptim's own `grad` property; a redefinition must still be honoured.
+    class Scaled(Parameter):
+        @property
+        def grad(self):
+            return None if self._grad is None else 2 * self._grad
+
+        @grad.setter
+        def grad(self, value):
+            self._grad = value
+
+    plain, scaled = Parameter(np.zeros(3, np.float32)), Scaled(np.zeros(3, np.float32))
+    plain.grad = np.full(3, 2.0, np.float32)
+    scaled.grad = np.ones(3, np.float32)
+    numoptim.SGD([plain], lr=0.5).step()
+    numoptim.SGD([scaled], lr=0.5).step()
+    np.testing.assert_array_equal(scaled, plain)
+
+    original = Parameter.grad
+    try:
+        Parameter.grad = property(lambda self: np.full(3, 4.0, np.float32))
+        patched = Parameter(np.zeros(3, np.float32))
+        numoptim.SGD([patched], lr=0.5).step()
+        np.testing.assert_array_equal(patched, np.full(3, -2.0, np.float32))
+    finally:
+        Parameter.grad = original
+    again = Parameter(np.zeros(3, np.float32))
+    again.grad = np.ones(3, np.float32)
+    numoptim.SGD([again], lr=0.5).step()
+    np.testing.assert_array_equal(again, np.full(3, -0.5, np.float32))

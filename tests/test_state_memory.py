@@ -44,3 +44,32 @@ def test_state_zeros_is_zero_and_owns_its_memory():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     c = numoptim._core.state_zeros((5,), ml_dtypes.bfloat16)
     assert c.dtype == ml_dtypes.bfloat16 and not c.astype(np.float32).any()
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_state_keys_are_interned_when_created_and_when_loaded(flat):
+    # The native step looks state up by interned str: a key stored as another str object
+    # would be compared character by character on every lookup, every step.
+    import sys
+
+    from numoptim.utils import flat_parameters
+
+    arrays = [np.ones(5, np.float32), np.ones(3, np.float32)]
+    params = flat_parameters(arrays) if flat else [Parameter(a) for a in arrays]
+    opt = numoptim.Adam(params, lr=1e-3, amsgrad=True)
+    for p in params:
+        p.grad = np.ones_like(p)
+    opt.step()
+    saved = opt.state_dict()
+    # Keys as a pickle or a torch conversion makes them: equal strings, other objects.
+    saved["state"] = {
+        i: {"".join(list(k)): v for k, v in entry.items()} for i, entry in saved["state"].items()
+    }
+    assert all(k is not sys.intern(k) for entry in saved["state"].values() for k in entry)
+    for optimizer in (opt, numoptim.Adam(params, lr=1e-3, amsgrad=True)):
+        if optimizer is not opt:
+            optimizer.load_state_dict(saved)
+        for p in params:
+            keys = list(optimizer.state[p])
+            assert sorted(keys) == ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"]
+            assert all(k is sys.intern(k) for k in keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
@@ -299,7 +300,12 @@ class Optimizer:
         if isinstance(value, np.generic):
             return value
         if isinstance(value, dict):
-            return {k: self._cast_state(param, k, v, dtype) for k, v in value.items()}
+            # Interned keys: the native step looks its state up by interned str, and a
+            # loaded key (another str object) would be compared character by character.
+            return {
+                sys.intern(k) if type(k) is str else k: self._cast_state(param, k, v, dtype)
+                for k, v in value.items()
+            }
         if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
             return type(value)(self._cast_state(param, None, v, dtype) for v in value)
         return value
