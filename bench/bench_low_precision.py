@@ -1,6 +1,7 @@
 """Adam on bfloat16 and float16 parameters, and with 8-bit state: numoptim, its peers, the roofline.
 
     python bench/bench_low_precision.py [--n 16777216] [--rounds 9] [--threads 2]
+                                        [--only WORD ...]
 
 Each contestant runs in its own process, the contestants alternating from round to round;
 each process reports the median of its timed steps. Printed: per contestant the median
@@ -17,6 +18,7 @@ byte each of m and v read and written: 16 B per element, 8/7 of the 14 B rooflin
 compared with numoptim's float32 Adam and with bitsandbytes' CPU Adam8bit when installed.
 DeepSpeed's DeepSpeedCPUAdam runs when deepspeed is installed (its op is built on first
 use, a few minutes): on float32, and on bfloat16 parameters with its float32 state.
+`--only bfloat16 torch` runs the roofline and the contestants whose names hold a word.
 """
 
 from __future__ import annotations
@@ -154,6 +156,15 @@ def main() -> None:
             f"{contestant:22} {statistics.median(t):8.2f} ms [{min(t):.2f}-{max(t):.2f}] "
             f"{statistics.median(t) * 1e6 / args.n:6.3f} ns/elem  x{ratio:.2f} of roofline"
         )
+    for dtype in ("bfloat16", "float16"):
+        ours, theirs = times.get(f"numoptim {dtype}"), times.get(f"torch fused {dtype}")
+        if ours and theirs:
+            ratio = statistics.median(a / b for a, b in zip(ours, theirs))
+            verdict = "PASS" if ratio <= 1.0 else "MISS"
+            print(
+                f"numoptim / torch fused, {dtype}: x{ratio:.2f} (median per round; "
+                f"target <= 1.00) {verdict}"
+            )
     fp32 = times.get("numoptim float32")
     for contestant in ("numoptim adam8bit", "bitsandbytes adam8bit"):
         if contestant in times and fp32:

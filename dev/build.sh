@@ -6,4 +6,9 @@ cd "$(dirname "$0")/.."
 cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" "$@" >/dev/null
 cmake --build build/dev
-cp build/dev/_core*.so python/numoptim/
+# Copy, then rename: overwriting the module in place would change the pages of a
+# running interpreter that has it mapped (a crash, not an error).
+for so in build/dev/_core*.so; do
+  cp "$so" "python/numoptim/.$(basename "$so").new"
+  mv "python/numoptim/.$(basename "$so").new" "python/numoptim/$(basename "$so")"
+done
