@@ -21,6 +21,7 @@ NEEDS = {
     "jax_adam.py": ["jax"],
     "checkpoint_resume.py": [],
     "weight_decay_groups.py": [],
+    "data_parallel.py": ["mpi4py"],  # one rank here; tests/test_distributed.py runs two
 }
 
 
@@ -37,7 +38,8 @@ def test_example_runs(script):
         pytest.skip("examples/ is not in this source tree")
     missing = [m for m in NEEDS[script] if importlib.util.find_spec(m) is None]
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (pip install '.[examples]')")
+        extra = "mpi" if missing == ["mpi4py"] else "examples"
+        pytest.skip(f"needs {', '.join(missing)} (pip install '.[{extra}]')")
     # The timeout only turns a hang into a failure; each example takes seconds.
     out = subprocess.run(
         [sys.executable, path], capture_output=True, text=True, timeout=300, check=False

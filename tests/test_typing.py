@@ -45,9 +45,10 @@ def run_mypy(*args: str) -> tuple[str, int]:
 def test_examples_pass_mypy_strict():
     if not os.path.isdir(EXAMPLES):
         pytest.skip("examples/ is not in this source tree")
-    missing = [m for m in ("jax", "autograd", "sklearn") if importlib.util.find_spec(m) is None]
+    needed = ("jax", "autograd", "sklearn", "mpi4py")
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
-        pytest.skip(f"the examples import {', '.join(missing)} (pip install '.[examples]')")
+        pytest.skip(f"the examples import {', '.join(missing)} (pip install '.[examples,mpi]')")
     out, status = run_mypy("--strict", EXAMPLES)
     assert status == 0, out
 

@@ -10,7 +10,8 @@ from ._load import load_core
 
 _core = load_core()
 
-from . import lr_scheduler, plotting, swa_utils, utils
+# distributed imports mpi4py only when one of its functions runs.
+from . import distributed, lr_scheduler, plotting, swa_utils, utils
 from ._config import get_num_threads, set_num_threads, show_config
 from .adadelta import Adadelta
 from .adafactor import Adafactor
@@ -63,6 +64,7 @@ __all__ = [
     "RowSparseGrad",
     "Rprop",
     "SparseAdam",
+    "distributed",
     "get_num_threads",
     "load",
     "lr_scheduler",
