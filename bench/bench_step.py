@@ -22,6 +22,10 @@ its turn), only to compare. The methods:
                only): what moving the same bytes costs when they lie in many separate
                arrays, each on its own 4 KiB pages (NumPy asks for huge pages only from
                4 MiB up), as the parameters and their state do.
+  roof-arrays  the same loop over the user's own parameter and gradient arrays, as the
+               layout made them, with the other operands allocated as numoptim allocates
+               state: run once per layout, it tells a step slowed by where its arrays
+               live (the same slowdown here) from one slowed by the step.
   numoptim     optimizer.step() (gradients set once; only the step is timed).
   numpy        the same update written with NumPy ufuncs and out= (what a NumPy user
                would write), single-threaded as NumPy is.
@@ -327,6 +331,22 @@ def roofline_tensors_step(case, params):
     return lambda: _core.bench_stream(tensors)
 
 
+def roofline_arrays_step(case, params, grads):
+    """bench_stream over the step's own parameter and gradient arrays (where the layout
+    put them) and state-like arrays from numoptim's allocator: p and the state are
+    written, the gradient only read, as in the step."""
+    if not hasattr(_core, "bench_stream") or not hasattr(_core, "state_zeros"):
+        return None
+    f32 = np.dtype(np.float32)
+    tensors = [
+        [p.reshape(-1)]
+        + [_core.state_zeros((p.size,), f32) for _ in range(case.reads - 2)]
+        + [g.reshape(-1)]
+        for p, g in zip(params, grads)
+    ]
+    return lambda: _core.bench_stream(tensors)
+
+
 def numoptim_step(case, params, grads):
     ps = []
     for p, g in zip(params, grads):
@@ -412,7 +432,18 @@ def optax_step(case, params, grads, threads=None):
     return step
 
 
-METHODS = ["roofline", "roof-tensors", "numoptim", "numpy", "torch", "torch-fused", "optax"]
+METHODS = [
+    "roofline",
+    "roof-tensors",
+    "roof-arrays",
+    "numoptim",
+    "numpy",
+    "torch",
+    "torch-fused",
+    "optax",
+]
+# The methods that run once per input layout; the others make their own arrays.
+PER_LAYOUT = ("roof-arrays", "numoptim", "numpy")
 
 
 def build(case, shapes, layout="direct"):
@@ -421,6 +452,7 @@ def build(case, shapes, layout="direct"):
     return {
         "roofline": roofline_step(case, total),
         "roof-tensors": roofline_tensors_step(case, params),
+        "roof-arrays": roofline_arrays_step(case, params, grads),
         "numoptim": numoptim_step(case, params, grads),
         "numpy": numpy_step(case, params, grads),
         "torch": torch_step(case, params, grads, fused=False),
@@ -574,6 +606,8 @@ def child(spec: str) -> None:
     method = job["method"]
     if method == "roofline":
         step = roofline_step(case, sum(p.size for p in params))
+    elif method == "roof-arrays":
+        step = roofline_arrays_step(case, params, grads)
     elif method == "roof-tensors":
         step = roofline_tensors_step(case, params)
     elif method == "numoptim":
@@ -596,9 +630,7 @@ def run_separately(case, shapes, threads, rounds, repeats, layouts):
     import subprocess
 
     methods = [
-        (m, layout)
-        for m in METHODS
-        for layout in (layouts if m in ("numoptim", "numpy") else ("direct",))
+        (m, layout) for m in METHODS for layout in (layouts if m in PER_LAYOUT else ("direct",))
     ]
     samples = {m: [] for m in methods}
     for r in range(rounds):
@@ -632,7 +664,7 @@ def report_separately(scenario, case, shapes, threads, samples):
         ratio = None
         if roof and roof[0] is not None:
             ratio = statistics.median(v / r for v, r in zip(values, roof))
-        name = m if m not in ("numoptim", "numpy") else f"{m} ({layout})"
+        name = m if m not in PER_LAYOUT else f"{m} ({layout})"
         print(
             f"    {name:<22} {med * 1e6:>10.1f} [{min(values) * 1e6:>9.1f}-{max(values) * 1e6:>9.1f}]"
             f" {med / elements * 1e9:>8.3f} {fmt(ratio, '>11.2f')}"
@@ -640,7 +672,7 @@ def report_separately(scenario, case, shapes, threads, samples):
         if m == "numoptim":
             if worst is None or med > statistics.median(samples[worst]):
                 worst = (m, layout)
-        elif m != "numpy":
+        elif m not in PER_LAYOUT:
             seconds[m] = med
     if worst is not None:
         seconds["numoptim"] = statistics.median(samples[worst])
@@ -649,6 +681,14 @@ def report_separately(scenario, case, shapes, threads, samples):
             if other and other[0] is not None:
                 ratio = statistics.median(a / b for a, b in zip(samples[worst], other))
                 print(f"    numoptim ({worst[1]}, the worst layout) / {m}: x{ratio:.2f} per round")
+    for (m, layout), values in samples.items():
+        own = samples.get(("roof-arrays", layout))
+        if m == "numoptim" and values and values[0] is not None and own and own[0] is not None:
+            ratio = statistics.median(a / b for a, b in zip(values, own))
+            print(
+                f"    numoptim ({layout}) / roof-arrays ({layout}), the same arrays: "
+                f"x{ratio:.2f} per round"
+            )
     return Result(scenario, case.label, threads, elements, case.bytes_per_element, seconds)
 
 
