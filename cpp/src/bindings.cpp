@@ -18,6 +18,7 @@
 #include "numoptim/adamax.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/grad_norm.hpp"
+#include "numoptim/lion.hpp"
 #include "numoptim/nadam.hpp"
 #include "numoptim/radam.hpp"
 #include "numoptim/rmsprop.hpp"
@@ -244,6 +245,17 @@ py::object adamax_step(py::handle params, py::dict state, double lr, double beta
   layout.buffers = {{"exp_avg", 0.0}, {"exp_inf", 0.0}};
   return step_group<numoptim::Adamax>(params, state, layout, [=](auto zero) {
     return numoptim::Adamax<decltype(zero)>{lr, beta1, beta2, eps, weight_decay, maximize};
+  }, defer);
+}
+
+// Lion has no step counter: its only state is exp_avg.
+py::object lion_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                     double weight_decay, bool maximize, bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.buffers = {{"exp_avg", 0.0}};
+  return step_group<numoptim::Lion>(params, state, layout, [=](auto zero) {
+    return numoptim::Lion<decltype(zero)>{lr, beta1, beta2, weight_decay, maximize};
   }, defer);
 }
 
@@ -643,6 +655,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("adamax_step", &adamax_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "maximize"_a, "master_weights"_a,
         "defer"_a);
+  m.def("lion_step", &lion_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "weight_decay"_a, "maximize"_a, "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
         "defer"_a);

@@ -78,6 +78,17 @@ def adamax_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def lion_step(
+    params: Any,
+    state: dict[Any, Any],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def asgd_step(
     params: Any,
     state: dict[Any, Any],
