@@ -22,6 +22,7 @@ from .adamax import Adamax
 from .adamw import AdamW
 from .asgd import ASGD
 from .lbfgs import LBFGS
+from .lion import Lion
 from .muon import Muon
 from .nadam import NAdam
 from .optimizer import Optimizer
@@ -55,6 +56,7 @@ __all__ = [
     "AdamW",
     "AdamW8bit",
     "Adamax",
+    "Lion",
     "Muon",
     "NAdam",
     "Optimizer",
