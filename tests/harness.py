@@ -82,6 +82,66 @@ class NumpyBackend:
         return value
 
 
+def reference_class(torch, name: str):
+    """The reference optimizer class: torch.optim's, or the oracle registry.ORACLES names
+    for an optimizer torch.optim lacks (ImportError when that is not installed)."""
+    from registry import ORACLES
+
+    if name in ORACLES:
+        import importlib
+        import inspect
+
+        module, attribute = ORACLES[name]
+        cls = getattr(importlib.import_module(module), attribute)
+        if "maximize" not in inspect.signature(cls.__init__).parameters:
+            cls = _with_maximize(cls)
+        return cls
+    return getattr(torch.optim, name)
+
+
+def _with_maximize(cls):
+    """`cls` with a `maximize` option (lion-pytorch has none): a maximizing group steps
+    on the negated gradients, restored afterwards. Negation is exact, so this is the
+    rule's maximize bit for bit; such groups carry maximize=True, as numoptim's."""
+
+    class WithMaximize(cls):
+        def __init__(self, params, *args, maximize=False, **kwargs):
+            super().__init__(params, *args, **kwargs)
+            if maximize:
+                for group in self.param_groups:
+                    group["maximize"] = True
+
+        def step(self, closure=None):
+            grads = {
+                id(p.grad): p.grad
+                for group in self.param_groups
+                if group.get("maximize")
+                for p in group["params"]
+                if p.grad is not None
+            }
+            for grad in grads.values():
+                grad.neg_()
+            try:
+                return super().step(closure)
+            finally:
+                for grad in grads.values():
+                    grad.neg_()
+
+    WithMaximize.__name__ = WithMaximize.__qualname__ = cls.__name__
+    return WithMaximize
+
+
+def reference_available(name: str) -> bool:
+    """Whether the reference of `name` beyond torch.optim (if any) is installed."""
+    from registry import ORACLES
+
+    if name not in ORACLES:
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(ORACLES[name][0]) is not None
+
+
 class TorchBackend:
     """The same with torch tensors, for fixtures and live parity."""
 
@@ -100,7 +160,7 @@ class TorchBackend:
 
     def optimizer(self, name, groups, kwargs):
         kwargs = {k: self.lr(v) if k == "lr" else v for k, v in kwargs.items()}
-        return getattr(self.torch.optim, name)(groups, **kwargs)
+        return reference_class(self.torch, name)(groups, **kwargs)
 
     def to_numpy(self, p):
         return p.detach().numpy().copy()

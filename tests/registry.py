@@ -153,6 +153,16 @@ def _rprop_cases():
     return cases
 
 
+def _lion_cases():
+    # lion-pytorch, the oracle, has no maximize (harness.reference_class adds timm's,
+    # on negated gradients) and no tensor lr (test_lion.py checks an array lr).
+    cases = [{"lr": 0.01, **c} for c in _product(weight_decay=[0, 0.1])]
+    cases.append({"lr": 0.02, "betas": (0.5, 0.9), "weight_decay": 0.05})
+    cases.append({"lr": 0.003, "betas": (0.95, 0.98)})
+    cases += [{"lr": 0.01, "weight_decay": 0.1, "maximize": m} for m in (False, True)]
+    return cases
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -166,6 +176,14 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "RAdam": _radam_cases(),
     "ASGD": _asgd_cases(),
     "Rprop": _rprop_cases(),
+    "Lion": _lion_cases(),
+}
+
+# The reference of the optimizers torch.optim does not have: name -> (module, class).
+# Fixtures are made from it, and the live parity tests skip an optimizer whose
+# reference is not installed.
+ORACLES: dict[str, tuple[str, str]] = {
+    "Lion": ("lion_pytorch", "Lion"),
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -181,6 +199,7 @@ LARGE: dict[str, list[int]] = {
     "RAdam": [8],  # rectified from step 3 of the 5
     "ASGD": [9],  # averaging from step 3 of the 5
     "Rprop": [3],
+    "Lion": [2],
 }
 
 # Optimizers whose update is elementwise, so that every element can be compared and
@@ -197,6 +216,7 @@ ELEMENTWISE = [
     "RAdam",
     "ASGD",
     "Rprop",
+    "Lion",
 ]
 
 # Configurations that must be rejected: (name, kwargs, exception type, message start).
@@ -291,6 +311,18 @@ INVALID: list[tuple[str, dict, type, str]] = [
     ("Rprop", {"etas": (1.5, 2.0)}, ValueError, "Invalid eta values: 1.5, 2.0"),
     ("Rprop", {"etas": (0.5, 1.0)}, ValueError, "Invalid eta values: 0.5, 1.0"),
     ("Rprop", {"etas": (0.0, 1.2)}, ValueError, "Invalid eta values: 0.0, 1.2"),
+    ("Lion", {"lr": -1e-4}, ValueError, "Invalid learning rate: -0.0001"),
+    ("Lion", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("Lion", {"betas": (1.0, 0.99)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("Lion", {"betas": (0.9, -0.1)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    ("Lion", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("Lion", {"eps": 1e-8}, TypeError, "Lion.__init__() got an unexpected keyword argument 'eps'"),
+    (
+        "Lion",
+        {"fused": True},
+        TypeError,
+        "Lion.__init__() got an unexpected keyword argument 'fused'",
+    ),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
     ("Adafactor", {"lr": -0.01}, ValueError, "Learning rate should be >= 0 but is: -0.01"),
