@@ -36,6 +36,7 @@ CASES = {
     "RAdam": ({"lr": 0.01}, {"decoupled_weight_decay": True, "weight_decay": 0.1}),
     "ASGD": ({"lr": 0.01}, {"t0": 1.0}),
     "Rprop": ({"lr": 0.01}, {"etas": (0.4, 1.3)}),
+    "Lion": ({"lr": 0.01, "weight_decay": 0.1}, {"lr": 0.003, "betas": (0.8, 0.95)}),
     "Adam8bit": ({"lr": 0.01}, {"lr": 0.005}),
     "AdamW8bit": ({"lr": 0.01}, {"lr": 0.005, "weight_decay": 0.1}),
 }
