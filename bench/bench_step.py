@@ -196,6 +196,23 @@ def numpy_adamax(p, g, state, t, tmp, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, **_
     np.subtract(p, a, out=p)
 
 
+def numpy_lion(p, g, state, t, tmp, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, **_):
+    beta1, beta2 = betas
+    m = state["exp_avg"]
+    a, b = tmp
+    if weight_decay:
+        np.multiply(p, 1 - lr * weight_decay, out=p)
+    np.multiply(m, beta1, out=a)
+    np.multiply(g, 1 - beta1, out=b)
+    np.add(a, b, out=a)
+    np.sign(a, out=a)
+    np.multiply(a, lr, out=a)
+    np.subtract(p, a, out=p)
+    np.multiply(m, beta2, out=m)
+    np.multiply(g, 1 - beta2, out=b)
+    np.add(m, b, out=m)
+
+
 # ------------------------------------------------------------------- the optimizers
 
 
@@ -245,6 +262,7 @@ OPTIMIZERS = [
     Case("RAdam",        "RAdam",    {"lr": 1e-3},                        4, 3),  # p, g, exp_avg, exp_avg_sq
     Case("ASGD",         "ASGD",     {"lr": 1e-2},                        3, 2),  # p, g, ax
     Case("Rprop",        "Rprop",    {"lr": 1e-2},                        4, 3),  # p, g, prev, step_size
+    Case("Lion",         "Lion",     {"lr": 1e-4},                        3, 2, ("exp_avg",),                                       numpy_lion),  # no torch.optim.Lion
 ]
 # fmt: on
 # Scenario (a) by default; the others are always Adam.
@@ -382,6 +400,8 @@ def torch_step(case, params, grads, fused):
         q = torch.nn.Parameter(torch.from_numpy(p.copy()))
         q.grad = torch.from_numpy(g.copy())
         ps.append(q)
+    if not hasattr(torch.optim, case.name):  # Lion: not in torch.optim
+        return None
     try:
         opt = getattr(torch.optim, case.name)(
             ps, **case.kwargs, **({"fused": True} if fused else {})
