@@ -255,3 +255,29 @@ def test_signature_starts_as_lion_pytorch():
         assert ours[key].default == theirs[key].default, key
     for extra in list(ours)[len(shared) :]:
         assert ours[extra].kind == inspect.Parameter.KEYWORD_ONLY, extra
+
+
+@pytest.mark.torch
+def test_bit_identical_to_lion_pytorch_on_a_large_threaded_tensor():
+    """2^20 + 3 elements: the chunked multi-threaded path, every element."""
+    torch = pytest.importorskip("torch")
+    lion_pytorch = pytest.importorskip("lion_pytorch")
+    rng = np.random.default_rng(6)
+    n = 2**20 + 3
+    start = rng.standard_normal(n).astype(np.float32)
+    ours = Parameter(start.copy())
+    theirs = torch.nn.Parameter(torch.from_numpy(start.copy()))
+    threads = numoptim.get_num_threads()
+    numoptim.set_num_threads(4)
+    try:
+        opt_n = numoptim.Lion([ours], lr=1e-3, weight_decay=0.1)
+        opt_t = lion_pytorch.Lion([theirs], lr=1e-3, weight_decay=0.1)
+        for _ in range(4):
+            g = rng.standard_normal(n).astype(np.float32)
+            ours.grad, theirs.grad = g, torch.from_numpy(g.copy())
+            opt_n.step()
+            opt_t.step()
+    finally:
+        numoptim.set_num_threads(threads)
+    assert_same(ours, theirs.detach().numpy(), "param")
+    assert_same(opt_n.state[ours]["exp_avg"], opt_t.state[theirs]["exp_avg"].numpy(), "exp_avg")
