@@ -24,6 +24,11 @@ def check_adam_family(lr: Any, betas: Any, eps: Any, weight_decay: Any) -> None:
     check_lr(lr)
     if not 0.0 <= eps:
         raise ValueError(f"Invalid epsilon value: {eps}")
+    check_betas_and_decay(betas, weight_decay)
+
+
+def check_betas_and_decay(betas: Any, weight_decay: Any) -> None:
+    """Both betas in [0, 1), then weight_decay >= 0, with torch's messages."""
     if not 0.0 <= betas[0] < 1.0:
         raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
     if not 0.0 <= betas[1] < 1.0:

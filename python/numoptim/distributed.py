@@ -320,6 +320,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         self.initialized = False
         self._partition_cache: list[list[list[Parameter]]] | None = None
         self._broadcast_plan: list[tuple[int, list[Parameter], bool]] | None = None
+        self._broadcast_buffer: np.ndarray | None = None
         super().__init__(params, defaults)
         self._check_same_params()
         self._optim_defaults = defaults
@@ -445,7 +446,9 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     def _broadcast_params(self) -> None:
         """Every parameter from its owner to the other ranks, in place."""
-        buffer = np.empty(BUCKET_BYTES, dtype=np.uint8)
+        if self._broadcast_buffer is None:  # kept: a new one each step faults its pages in
+            self._broadcast_buffer = np.empty(BUCKET_BYTES, dtype=np.uint8)
+        buffer = self._broadcast_buffer
         for owner, params, bucketed in self._plan_broadcast():
             if not bucketed:
                 (p,) = params

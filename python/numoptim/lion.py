@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, check_lr, lr_value, scalar
+from ._native import NativeOptimizer, check_betas_and_decay, check_lr, lr_value, scalar
 from .optimizer import ParamsT
 
 __all__ = ["Lion"]
@@ -60,12 +60,7 @@ class Lion(NativeOptimizer):
         master_weights: bool = False,
     ) -> None:
         check_lr(lr)
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_betas_and_decay(betas, weight_decay)
         # lion-pytorch's group keys; the options beyond it only when asked for, so that
         # repr and state_dict match lion-pytorch's and its state dicts load either way.
         defaults: dict = {"lr": lr, "betas": betas, "weight_decay": weight_decay}
