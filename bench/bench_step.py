@@ -375,6 +375,34 @@ def numoptim_step(case, params, grads):
     return opt.step
 
 
+def native_step(case, params, grads):
+    """The optimizer's native call alone, with the arguments its Python layer passes
+    (recorded from one step): numoptim's time over this one is the cost of the Python
+    layer (step(), its hooks and the argument marshalling)."""
+    step = numoptim_step(case, params, grads)
+    calls = []
+    originals = {name: getattr(_core, name) for name in dir(_core) if name.endswith("_step")}
+
+    def recorder(name):
+        def record(*args):
+            calls.append((originals[name], args))
+            return originals[name](*args)
+
+        return record
+
+    for name in originals:
+        setattr(_core, name, recorder(name))
+    try:
+        step()
+    finally:
+        for name, function in originals.items():
+            setattr(_core, name, function)
+    if len(calls) != 1:  # a Python-level optimizer, or several groups
+        return None
+    function, args = calls[0]
+    return lambda: function(*args)
+
+
 def numpy_step(case, params, grads):
     if case.numpy is None:
         return None
@@ -457,13 +485,14 @@ METHODS = [
     "roof-tensors",
     "roof-arrays",
     "numoptim",
+    "native",
     "numpy",
     "torch",
     "torch-fused",
     "optax",
 ]
 # The methods that run once per input layout; the others make their own arrays.
-PER_LAYOUT = ("roof-arrays", "numoptim", "numpy")
+PER_LAYOUT = ("roof-arrays", "numoptim", "native", "numpy")
 
 
 def build(case, shapes, layout="direct"):
@@ -474,6 +503,7 @@ def build(case, shapes, layout="direct"):
         "roof-tensors": roofline_tensors_step(case, params),
         "roof-arrays": roofline_arrays_step(case, params, grads),
         "numoptim": numoptim_step(case, params, grads),
+        "native": native_step(case, params, grads),
         "numpy": numpy_step(case, params, grads),
         "torch": torch_step(case, params, grads, fused=False),
         "torch-fused": torch_step(case, params, grads, fused=True),
@@ -632,6 +662,8 @@ def child(spec: str) -> None:
         step = roofline_tensors_step(case, params)
     elif method == "numoptim":
         step = numoptim_step(case, params, grads)
+    elif method == "native":
+        step = native_step(case, params, grads)
     elif method == "numpy":
         step = numpy_step(case, params, grads)
     elif method == "optax":
@@ -702,13 +734,13 @@ def report_separately(scenario, case, shapes, threads, samples):
                 ratio = statistics.median(a / b for a, b in zip(samples[worst], other))
                 print(f"    numoptim ({worst[1]}, the worst layout) / {m}: x{ratio:.2f} per round")
     for (m, layout), values in samples.items():
-        own = samples.get(("roof-arrays", layout))
-        if m == "numoptim" and values and values[0] is not None and own and own[0] is not None:
-            ratio = statistics.median(a / b for a, b in zip(values, own))
-            print(
-                f"    numoptim ({layout}) / roof-arrays ({layout}), the same arrays: "
-                f"x{ratio:.2f} per round"
-            )
+        if m != "numoptim" or not values or values[0] is None:
+            continue
+        for other, what in (("roof-arrays", "the same arrays"), ("native", "the Python layer")):
+            own = samples.get((other, layout))
+            if own and own[0] is not None:
+                ratio = statistics.median(a / b for a, b in zip(values, own))
+                print(f"    numoptim ({layout}) / {other} ({layout}), {what}: x{ratio:.3f} per round")
     return Result(scenario, case.label, threads, elements, case.bytes_per_element, seconds)
 
 
