@@ -740,7 +740,9 @@ def report_separately(scenario, case, shapes, threads, samples):
             own = samples.get((other, layout))
             if own and own[0] is not None:
                 ratio = statistics.median(a / b for a, b in zip(values, own))
-                print(f"    numoptim ({layout}) / {other} ({layout}), {what}: x{ratio:.3f} per round")
+                print(
+                    f"    numoptim ({layout}) / {other} ({layout}), {what}: x{ratio:.3f} per round"
+                )
     return Result(scenario, case.label, threads, elements, case.bytes_per_element, seconds)
 
 
