@@ -263,6 +263,8 @@ OPTIMIZERS = [
     Case("ASGD",         "ASGD",     {"lr": 1e-2},                        3, 2),  # p, g, ax
     Case("Rprop",        "Rprop",    {"lr": 1e-2},                        4, 3),  # p, g, prev, step_size
     Case("Lion",         "Lion",     {"lr": 1e-4},                        3, 2, ("exp_avg",),                                       numpy_lion),  # no torch.optim.Lion
+    Case("AdamW-SF",     "AdamWScheduleFree", {"lr": 2.5e-3},             4, 3),  # p, g, z, exp_avg_sq; schedulefree's
+    Case("SGD-SF",       "SGDScheduleFree",   {"lr": 1.0},                3, 2),  # p, g, z
 ]
 # fmt: on
 # Scenario (a) by default; the others are always Adam.
@@ -372,6 +374,8 @@ def numoptim_step(case, params, grads):
         q.grad = g
         ps.append(q)
     opt = getattr(numoptim, case.name)(ps, **case.kwargs)
+    if hasattr(opt, "train"):  # Schedule-Free steps in train mode only
+        opt.train()
     return opt.step
 
 
@@ -428,7 +432,7 @@ def torch_step(case, params, grads, fused):
         q = torch.nn.Parameter(torch.from_numpy(p.copy()))
         q.grad = torch.from_numpy(g.copy())
         ps.append(q)
-    if not hasattr(torch.optim, case.name):  # Lion: not in torch.optim
+    if not hasattr(torch.optim, case.name):  # Lion, Schedule-Free: not in torch.optim
         return None
     try:
         opt = getattr(torch.optim, case.name)(

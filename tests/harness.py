@@ -73,13 +73,30 @@ class NumpyBackend:
         p.grad = None if grad is None else grad.copy()
 
     def optimizer(self, name, groups, kwargs):
-        return getattr(self.lib, name)(groups, **kwargs)
+        return in_train_mode(name, getattr(self.lib, name)(groups, **kwargs))
 
     def to_numpy(self, p):
         return np.array(p)
 
     def lr(self, value):
         return value
+
+
+def in_train_mode(name: str, optimizer):
+    """`optimizer`, put in train mode first if it steps only there (Schedule-Free)."""
+    from registry import TRAIN_MODE
+
+    if name in TRAIN_MODE:
+        optimizer.train()
+    return optimizer
+
+
+def make_optimizer(name: str, *args, **kwargs):
+    """numoptim's optimizer `name`, made with these arguments and put in train mode if
+    it steps only there."""
+    import numoptim
+
+    return in_train_mode(name, getattr(numoptim, name)(*args, **kwargs))
 
 
 def reference_class(torch, name: str):
@@ -160,7 +177,7 @@ class TorchBackend:
 
     def optimizer(self, name, groups, kwargs):
         kwargs = {k: self.lr(v) if k == "lr" else v for k, v in kwargs.items()}
-        return reference_class(self.torch, name)(groups, **kwargs)
+        return in_train_mode(name, reference_class(self.torch, name)(groups, **kwargs))
 
     def to_numpy(self, p):
         return p.detach().numpy().copy()

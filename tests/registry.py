@@ -163,6 +163,13 @@ def _lion_cases():
     return cases
 
 
+def _schedule_free_cases(averaging: dict, extra: dict):
+    # lr array: schedulefree multiplies it by the warmup and takes max() with a float.
+    cases = [{"lr": 0.01, **averaging, **c} for c in _product(weight_decay=[0, 0.1], **extra)]
+    cases.append({"lr": 0.02, "r": 0.5, "weight_lr_power": 1.0})
+    return cases
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -177,13 +184,29 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "ASGD": _asgd_cases(),
     "Rprop": _rprop_cases(),
     "Lion": _lion_cases(),
+    "AdamWScheduleFree": _schedule_free_cases(
+        {"betas": (0.8, 0.99), "eps": 1e-6}, {"warmup_steps": [0, 5]}
+    ),
+    "SGDScheduleFree": _schedule_free_cases({"momentum": 0.8}, {"warmup_steps": [0, 5]}),
+    "RAdamScheduleFree": _schedule_free_cases(
+        {"betas": (0.8, 0.99)}, {"silent_sgd_phase": [True, False]}
+    )
+    # An SGD phase, then rectified from step 5 of 23.
+    + [{"lr": 0.01, "betas": (0.9, 0.9), "silent_sgd_phase": False}],
 }
+
+# Optimizers that step only in train mode (Schedule-Free): the harness calls train()
+# on each new one, numoptim's and the reference's alike.
+TRAIN_MODE = {"AdamWScheduleFree", "SGDScheduleFree", "RAdamScheduleFree"}
 
 # The reference of the optimizers torch.optim does not have: name -> (module, class).
 # Fixtures are made from it, and the live parity tests skip an optimizer whose
 # reference is not installed.
 ORACLES: dict[str, tuple[str, str]] = {
     "Lion": ("lion_pytorch", "Lion"),
+    "AdamWScheduleFree": ("schedulefree", "AdamWScheduleFree"),
+    "SGDScheduleFree": ("schedulefree", "SGDScheduleFree"),
+    "RAdamScheduleFree": ("schedulefree", "RAdamScheduleFree"),
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -217,6 +240,9 @@ ELEMENTWISE = [
     "ASGD",
     "Rprop",
     "Lion",
+    "AdamWScheduleFree",
+    "SGDScheduleFree",
+    "RAdamScheduleFree",
 ]
 
 # Configurations that must be rejected: (name, kwargs, exception type, message start).
@@ -323,6 +349,27 @@ INVALID: list[tuple[str, dict, type, str]] = [
         TypeError,
         "Lion.__init__() got an unexpected keyword argument 'fused'",
     ),
+    ("AdamWScheduleFree", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
+    ("AdamWScheduleFree", {"eps": -1.0}, ValueError, "Invalid epsilon value: -1.0"),
+    (
+        "AdamWScheduleFree",
+        {"betas": (0.0, 0.999)},
+        ValueError,
+        "Invalid beta parameter at index 0: 0.0 (Schedule-Free needs beta1 > 0)",
+    ),
+    ("AdamWScheduleFree", {"betas": (0.9, 1.0)}, ValueError, "Invalid beta parameter at index 1"),
+    ("AdamWScheduleFree", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("RAdamScheduleFree", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("RAdamScheduleFree", {"betas": (0.0, 0.999)}, ValueError, "Invalid beta parameter at index 0"),
+    ("SGDScheduleFree", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
+    ("SGDScheduleFree", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    (
+        "SGDScheduleFree",
+        {"momentum": 1.0},
+        ValueError,
+        "Momentum must be between 0 and 1 exclusive: 1.0",
+    ),
+    ("SGDScheduleFree", {"momentum": 0}, ValueError, "Momentum must be between 0 and 1 exclusive"),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
     ("Adafactor", {"lr": -0.01}, ValueError, "Learning rate should be >= 0 but is: -0.01"),

@@ -10,7 +10,7 @@ import sys
 
 import numoptim
 import numpy as np
-from registry import ELEMENTWISE  # this script's folder is on sys.path
+from registry import ELEMENTWISE, TRAIN_MODE  # this script's folder is on sys.path
 
 numoptim.set_num_threads(2)
 names = [*ELEMENTWISE, "Adafactor", "Muon"]
@@ -23,6 +23,8 @@ for name in names:
         for p in params:
             p.grad = np.full(p.shape, 0.5, dtype)
         optimizer = getattr(numoptim, name)(params, lr=0.01)
+        if name in TRAIN_MODE:
+            optimizer.train()
         optimizer.step()
         optimizer.step()
 for name in ("Adam8bit", "AdamW8bit"):  # 8-bit state (threaded) and float32 state

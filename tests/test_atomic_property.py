@@ -12,6 +12,7 @@ import ml_dtypes
 import numoptim
 import numpy as np
 import pytest
+from harness import make_optimizer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numoptim import Parameter, RowSparseGrad
@@ -135,7 +136,7 @@ def test_one_bad_input_anywhere_writes_nothing(scenario, restore_threads):
         for group in groups
     ]
     kwargs = {"momentum": 0.9} if name in ("SGD", "RMSprop") else {}
-    optimizer = getattr(numoptim, name)([{"params": g} for g in params], lr=0.01, **kwargs)
+    optimizer = make_optimizer(name, [{"params": g} for g in params], lr=0.01, **kwargs)
     for group in params:
         for p in group:
             p.grad = rng.standard_normal(p.shape).astype(p.dtype)

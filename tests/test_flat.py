@@ -5,6 +5,7 @@ import itertools
 import numoptim
 import numpy as np
 import pytest
+from harness import make_optimizer
 from numoptim.utils import flat_parameters
 from registry import ELEMENTWISE, OPTIMIZERS
 
@@ -41,8 +42,8 @@ def test_flat_parameters_are_consecutive_views_with_gradient_views():
 
 
 def run(name, kwargs, params, grads_by_step):
-    opt = getattr(numoptim, name)(
-        [{"params": params[:3]}, {"params": params[3:], "lr": 0.05}], **kwargs
+    opt = make_optimizer(
+        name, [{"params": params[:3]}, {"params": params[3:], "lr": 0.05}], **kwargs
     )
     for step, grads in enumerate(grads_by_step):
         for p, g in zip(params, grads):
@@ -82,7 +83,7 @@ def test_flat_steps_are_bit_identical_to_ordinary_ones(name, kwargs):
                                          ("RMSprop", {"centered": True})])  # fmt: skip
 def test_flat_group_state_is_views_into_one_buffer(name, kwargs):
     params = flat_parameters(values())
-    opt = getattr(numoptim, name)(params, lr=1e-3, **kwargs)
+    opt = make_optimizer(name, params, lr=1e-3, **kwargs)
     opt.step()
     keys = [k for k, v in opt.state[params[0]].items() if v.ndim > 0]
     assert keys

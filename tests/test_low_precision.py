@@ -16,6 +16,7 @@ import copy
 import numoptim
 import numpy as np
 import pytest
+from harness import make_optimizer
 from numoptim import Parameter
 from registry import ELEMENTWISE, OPTIMIZERS
 
@@ -61,12 +62,12 @@ def test_each_step_is_the_float32_rule_rounded_once(name, kwargs, dtype):
     rng = np.random.default_rng(1)
     shapes = [(3, 5), (17,), (1,), (0,)]
     params = [Parameter(values(rng, s, dtype)) for s in shapes]
-    optimizer = getattr(numoptim, name)(params, **kwargs)
+    optimizer = make_optimizer(name, params, **kwargs)
     for step in range(5):
         grads = [values(rng, s, dtype) for s in shapes]
         # The float32 reference, from the same values and state before this step.
         ref_params = [Parameter(np.asarray(p).astype(np.float32)) for p in params]
-        reference = getattr(numoptim, name)(ref_params, **kwargs)
+        reference = make_optimizer(name, ref_params, **kwargs)
         if step > 0:
             reference.load_state_dict(as_float32(optimizer.state_dict()))
         for p, q, g in zip(params, ref_params, grads):
@@ -177,7 +178,7 @@ def test_thread_count_does_not_change_low_precision_results(name, dtype, restore
         numoptim.set_num_threads(threads)
         rng = np.random.default_rng(3)
         p = Parameter(values(rng, (300_001,), LOW[dtype]))
-        optimizer = getattr(numoptim, name)([p], **OPTIMIZERS[name][-1])
+        optimizer = make_optimizer(name, [p], **OPTIMIZERS[name][-1])
         for _ in range(3):
             p.grad = values(rng, p.shape, LOW[dtype])
             optimizer.step()
@@ -232,7 +233,7 @@ def test_each_step_matches_torch_fused(name, kwargs, dtype):
     rng = np.random.default_rng(4)
     n = 20_011
     ours = Parameter(values(rng, (n,), LOW[dtype]))
-    optimizer = getattr(numoptim, name)([ours], lr=0.01, **kwargs)
+    optimizer = make_optimizer(name, [ours], lr=0.01, **kwargs)
     differ = far = 0
     for step in range(10):
         # torch steps from numoptim's parameter and state, so that each step is
@@ -270,8 +271,8 @@ def test_master_weights_keep_the_float32_run_exactly(name, kwargs, dtype):
     starts = [values(rng, s, dtype) for s in shapes]
     params = [Parameter(v.copy()) for v in starts]
     reference_params = [Parameter(v.astype(np.float32)) for v in starts]
-    optimizer = getattr(numoptim, name)(params, master_weights=True, **kwargs)
-    reference = getattr(numoptim, name)(reference_params, **kwargs)
+    optimizer = make_optimizer(name, params, master_weights=True, **kwargs)
+    reference = make_optimizer(name, reference_params, **kwargs)
     for _ in range(4):
         for p, q in zip(params, reference_params):
             g = values(rng, p.shape, dtype)
@@ -297,8 +298,8 @@ def test_master_weights_on_threads_keep_the_float32_run(name, restore_threads):
     start = values(rng, (300_001,), LOW["bfloat16"])
     p, q = Parameter(start.copy()), Parameter(start.astype(np.float32))
     kwargs = OPTIMIZERS[name][-1]
-    optimizer = getattr(numoptim, name)([p], master_weights=True, **kwargs)
-    reference = getattr(numoptim, name)([q], **kwargs)
+    optimizer = make_optimizer(name, [p], master_weights=True, **kwargs)
+    reference = make_optimizer(name, [q], **kwargs)
     for _ in range(3):
         g = values(rng, p.shape, LOW["bfloat16"])
         p.grad, q.grad = g, g.astype(np.float32)

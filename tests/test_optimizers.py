@@ -13,7 +13,14 @@ import textwrap
 import numoptim
 import numpy as np
 import pytest
-from harness import NONE_GRAD_STEPS, NumpyBackend, gradient, initial_values, run_case
+from harness import (
+    NONE_GRAD_STEPS,
+    NumpyBackend,
+    gradient,
+    initial_values,
+    make_optimizer,
+    run_case,
+)
 from numoptim import Parameter
 from registry import ELEMENTWISE, INVALID, OPTIMIZERS, all_cases
 
@@ -51,7 +58,7 @@ def assert_identical(a, b):
 def test_invalid_hyperparameters(name, kwargs, exc, message):
     w = Parameter(np.zeros((2, 2), np.float32))
     with pytest.raises(exc) as info:
-        getattr(numoptim, name)([w], **kwargs)
+        make_optimizer(name, [w], **kwargs)
     assert str(info.value).startswith(message)
 
 
@@ -145,13 +152,15 @@ def test_every_dispatch_level_gives_bit_identical_results():
     assert len(available) >= 2 or best == "baseline"
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize(
+    "name", [n for n in ELEMENTWISE if any("maximize" in k for k in OPTIMIZERS[n])]
+)
 def test_maximize_equals_minimizing_the_negated_gradient(name):
     kwargs = next(k for k in OPTIMIZERS[name] if k.get("maximize") is False)
     results = []
     for maximize, sign in ((True, 1.0), (False, -1.0)):
         p = [Parameter(v.copy()) for v in initial_values([[7, 16]], np.float64)[0]]
-        opt = getattr(numoptim, name)(p, **{**kwargs, "maximize": maximize})
+        opt = make_optimizer(name, p, **{**kwargs, "maximize": maximize})
         for step in range(5):
             for i, x in enumerate(p):
                 x.grad = sign * gradient(step, 0, i, x.shape[0], np.float64)
@@ -172,7 +181,7 @@ def test_sentinels_around_misaligned_params_stay_untouched(name):
             view[...] = np.linspace(-1, 1, n, dtype=np.float32)
             p = Parameter(view)
             assert n == 0 or np.shares_memory(p, buffer)
-            opt = getattr(numoptim, name)([p], **kwargs)
+            opt = make_optimizer(name, [p], **kwargs)
             for _ in range(3):
                 p.grad = np.linspace(1, -1, n, dtype=np.float32)
                 opt.step()

@@ -6,12 +6,13 @@ torch-marked one that runs the same cases on torch, so the copies cannot drift.
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import numoptim
 import numpy as np
 import pytest
-from harness import reference_available, reference_class
+from harness import make_optimizer, reference_available, reference_class
 from numoptim import Parameter
 from numoptim.lr_scheduler import OneCycleLR
 from registry import ELEMENTWISE
@@ -307,11 +308,15 @@ def test_a_load_fills_what_torch_fills_with_torchs_values():
 
 
 def _loaded_groups(lib, name, drop):
+    # maximize=True where the optimizer has it (Schedule-Free has none).
+    kwargs = {"lr": 0.01}
+    if "maximize" in inspect.signature(getattr(numoptim, name)).parameters:
+        kwargs["maximize"] = True
     if lib.__name__ == "torch":
         p = lib.nn.Parameter(lib.zeros(3))
-        opt = reference_class(lib, name)([p], lr=0.01, maximize=True)
+        opt = reference_class(lib, name)([p], **kwargs)
     else:
-        opt = getattr(lib, name)([Parameter(np.zeros(3))], lr=0.01, maximize=True)
+        opt = getattr(lib, name)([Parameter(np.zeros(3))], **kwargs)
     state = opt.state_dict()
     if drop is not None:
         del state["param_groups"][0][drop]
@@ -407,7 +412,7 @@ def test_a_one_element_array_lr_steps_as_the_same_float(name, lr):
     # torch takes any one-element tensor as lr; NumPy 2's float() takes only 0-d arrays.
     def run(lr):
         p = numoptim.Parameter(np.linspace(-1, 1, 12).reshape(3, 4))
-        optimizer = getattr(numoptim, name)([p], lr=lr)
+        optimizer = make_optimizer(name, [p], lr=lr)
         for k in range(3):
             p.grad = np.cos(np.arange(12.0) + k).reshape(3, 4)
             optimizer.step()

@@ -19,6 +19,7 @@
 #include "numoptim/asgd.hpp"
 #include "numoptim/grad_norm.hpp"
 #include "numoptim/lion.hpp"
+#include "numoptim/schedule_free.hpp"
 #include "numoptim/nadam.hpp"
 #include "numoptim/radam.hpp"
 #include "numoptim/rmsprop.hpp"
@@ -245,6 +246,23 @@ py::object adamax_step(py::handle params, py::dict state, double lr, double beta
   layout.buffers = {{"exp_avg", 0.0}, {"exp_inf", 0.0}};
   return step_group<numoptim::Adamax>(params, state, layout, [=](auto zero) {
     return numoptim::Adamax<decltype(zero)>{lr, beta1, beta2, eps, weight_decay, maximize};
+  }, defer);
+}
+
+// Schedule-Free SGD, AdamW and RAdam: the group's scalars come from Python
+// (python/numoptim/schedule_free.py), which also keeps the step count in the group.
+// z starts as a copy of the parameter; exp_avg_sq exists when `adaptive`.
+py::object schedule_free_step(py::handle params, py::dict state, double lr, double y_lr,
+                              double ckp1, double beta2, double bias_correction2, double eps,
+                              double weight_decay, bool adaptive, bool normalize, bool master,
+                              bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.buffers = {{"z", 0.0, /*copy_param=*/true}};
+  if (adaptive) layout.buffers.push_back({"exp_avg_sq", 0.0});
+  return step_group<numoptim::ScheduleFree>(params, state, layout, [=](auto zero) {
+    return numoptim::ScheduleFree<decltype(zero)>{
+        lr, y_lr, ckp1, beta2, bias_correction2, eps, weight_decay, adaptive, normalize};
   }, defer);
 }
 
@@ -655,6 +673,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("adamax_step", &adamax_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "maximize"_a, "master_weights"_a,
         "defer"_a);
+  m.def("schedule_free_step", &schedule_free_step, "params"_a, "state"_a, "lr"_a, "y_lr"_a,
+        "ckp1"_a, "beta2"_a, "bias_correction2"_a, "eps"_a, "weight_decay"_a, "adaptive"_a,
+        "normalize"_a, "master_weights"_a, "defer"_a);
   m.def("lion_step", &lion_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "weight_decay"_a, "maximize"_a, "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,

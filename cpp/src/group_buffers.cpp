@@ -432,6 +432,7 @@ void create_flat_state(std::vector<Entry>& entries, py::dict state, const StateL
             state[e.param] = e.state;
           }
           e.buffers[k] = view_of(flat, offset, param);
+          if (layout.buffers[k].copy_param) e.buffers[k].attr("__setitem__")(py::ellipsis(), param);
           set_state_item(e.state, layout.buffers[k].key, e.buffers[k]);
           offset += static_cast<std::size_t>(param.size());
         }
@@ -479,6 +480,9 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
           state_zeros(master ? py::dtype::of<float>() : param.dtype(),
                       std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
       if (layout.buffers[k].initial != 0) buffer.attr("fill")(layout.buffers[k].initial);
+      // With master weights, from the master: the parameter's value, exactly.
+      if (layout.buffers[k].copy_param)
+        buffer.attr("__setitem__")(py::ellipsis(), master ? py::object(e.master) : py::object(param));
       set_state_item(e.state, layout.buffers[k].key, buffer);
       e.buffers[k] = buffer;
     }

@@ -42,6 +42,8 @@ struct StateLayout {
   struct Entry {
     const char* key;
     double initial;
+    // The buffer starts as a copy of the parameter instead (Schedule-Free's z).
+    bool copy_param = false;
   };
   std::vector<Entry> buffers;  // in the rule's buffer order after param and grad
   std::vector<Entry> scalars;  // in the rule's scalar-state order

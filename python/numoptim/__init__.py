@@ -30,6 +30,7 @@ from .parameter import Parameter
 from .radam import RAdam
 from .rmsprop import RMSprop
 from .rprop import Rprop
+from .schedule_free import AdamWScheduleFree, RAdamScheduleFree, SGDScheduleFree
 from .serialization import load, save
 from .sgd import SGD
 from .sparse import RowSparseGrad
@@ -55,6 +56,7 @@ __all__ = [
     "Adam8bit",
     "AdamW",
     "AdamW8bit",
+    "AdamWScheduleFree",
     "Adamax",
     "Lion",
     "Muon",
@@ -62,9 +64,11 @@ __all__ = [
     "Optimizer",
     "Parameter",
     "RAdam",
+    "RAdamScheduleFree",
     "RMSprop",
     "RowSparseGrad",
     "Rprop",
+    "SGDScheduleFree",
     "SparseAdam",
     "distributed",
     "get_num_threads",

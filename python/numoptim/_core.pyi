@@ -89,6 +89,21 @@ def lion_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def schedule_free_step(
+    params: Any,
+    state: dict[Any, Any],
+    lr: float,
+    y_lr: float,
+    ckp1: float,
+    beta2: float,
+    bias_correction2: float,
+    eps: float,
+    weight_decay: float,
+    adaptive: bool,
+    normalize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def asgd_step(
     params: Any,
     state: dict[Any, Any],
