@@ -27,10 +27,15 @@ its turn), only to compare. The methods:
                state: run once per layout, it tells a step slowed by where its arrays
                live (the same slowdown here) from one slowed by the step.
   numoptim     optimizer.step() (gradients set once; only the step is timed).
+  native       the optimizer's native call alone, with the arguments its Python layer
+               passed in one recorded step: numoptim/native is the Python layer's cost.
   numpy        the same update written with NumPy ufuncs and out= (what a NumPy user
                would write), single-threaded as NumPy is.
   torch        torch.optim's default path on CPU (the for-loop implementation).
   torch-fused  torch.optim with fused=True (SGD, Adam, AdamW, Adagrad).
+  reference    for an optimizer torch.optim lacks, the torch implementation numoptim
+               follows (REFERENCES: lion-pytorch, schedulefree, ...), foreach where it
+               has one, when installed.
   optax        optax's sgd/adam/adamw under jax.jit on the CPU, parameters and state
                donated (SGD, Adam, AdamW; when jax and optax are installed).
 
@@ -267,6 +272,8 @@ OPTIMIZERS = [
     Case("SGD-SF",       "SGDScheduleFree",   {"lr": 1.0},                3, 2),  # p, g, z
 ]
 # fmt: on
+# The optimizers beyond torch.optim, held to the elementwise target in scenario (a).
+BEYOND_TORCH = ("Lion", "AdamW-SF", "SGD-SF")
 # Scenario (a) by default; the others are always Adam.
 DEFAULT_LARGE = ["SGD-momentum", "Adam", "AdamW"]
 
@@ -424,6 +431,38 @@ def numpy_step(case, params, grads):
     return step
 
 
+# The torch implementations that the optimizers beyond torch.optim follow:
+# name -> (module, class, kwargs). Their parity is tested in tests/; here, their speed.
+REFERENCES = {
+    "Lion": ("lion_pytorch", "Lion", {}),
+    "AdamWScheduleFree": ("schedulefree", "AdamWScheduleFree", {"foreach": True}),
+    "SGDScheduleFree": ("schedulefree", "SGDScheduleFree", {"foreach": True}),
+    "RAdamScheduleFree": ("schedulefree", "RAdamScheduleFree", {"foreach": True}),
+}
+
+
+def reference_step(case, params, grads):
+    """The reference implementation's step (REFERENCES), when torch and it are installed."""
+    if torch is None or case.name not in REFERENCES:
+        return None
+    import importlib
+
+    module, attribute, extra = REFERENCES[case.name]
+    try:
+        cls = getattr(importlib.import_module(module), attribute)
+    except ImportError:
+        return None
+    ps = []
+    for p, g in zip(params, grads):
+        q = torch.nn.Parameter(torch.from_numpy(p.copy()))
+        q.grad = torch.from_numpy(g.copy())
+        ps.append(q)
+    opt = cls(ps, **case.kwargs, **extra)
+    if hasattr(opt, "train"):  # Schedule-Free
+        opt.train()
+    return opt.step
+
+
 def torch_step(case, params, grads, fused):
     if torch is None or (fused and not case.fused):
         return None
@@ -493,6 +532,7 @@ METHODS = [
     "numpy",
     "torch",
     "torch-fused",
+    "reference",
     "optax",
 ]
 # The methods that run once per input layout; the others make their own arrays.
@@ -511,6 +551,7 @@ def build(case, shapes, layout="direct"):
         "numpy": numpy_step(case, params, grads),
         "torch": torch_step(case, params, grads, fused=False),
         "torch-fused": torch_step(case, params, grads, fused=True),
+        "reference": reference_step(case, params, grads),
         "optax": optax_step(case, params, grads),
     }
 
@@ -600,6 +641,16 @@ def check_targets(results):
                     ok,
                 )
             )
+        elif r.scenario == "a" and r.label in BEYOND_TORCH:
+            ref = r.ratio("reference")
+            speedup = "-" if ref is None else f"{1 / ref:.1f}x"
+            rows.append(
+                (
+                    f"(a) {r.label} 2^24: numoptim/roofline <= 1.10 (speedup over reference)",
+                    f"{fmt(roof, '.2f')} ({speedup})",
+                    roof is not None and roof <= 1.10,
+                )
+            )
         elif r.scenario == "b":
             rows.append(
                 (
@@ -672,6 +723,8 @@ def child(spec: str) -> None:
         step = numpy_step(case, params, grads)
     elif method == "optax":
         step = optax_step(case, params, grads, job["threads"])
+    elif method == "reference":
+        step = reference_step(case, params, grads)
     else:
         step = torch_step(case, params, grads, fused=method == "torch-fused")
     seconds = None if step is None else measure({method: step}, job["repeats"], 3)[method]
@@ -732,7 +785,7 @@ def report_separately(scenario, case, shapes, threads, samples):
             seconds[m] = med
     if worst is not None:
         seconds["numoptim"] = statistics.median(samples[worst])
-        for m in ("roofline", "torch-fused"):
+        for m in ("roofline", "torch-fused", "reference"):
             other = samples.get((m, "direct"))
             if other and other[0] is not None:
                 ratio = statistics.median(a / b for a, b in zip(samples[worst], other))
