@@ -20,6 +20,7 @@ from .adam import Adam
 from .adam8bit import Adam8bit, AdamW8bit
 from .adamax import Adamax
 from .adamw import AdamW
+from .ademamix import AdEMAMix
 from .asgd import ASGD
 from .lbfgs import LBFGS
 from .lion import Lion
@@ -48,6 +49,7 @@ __all__ = [
     "ASGD",
     "LBFGS",
     "SGD",
+    "AdEMAMix",
     "Adadelta",
     "Adafactor",
     "Adagrad",
