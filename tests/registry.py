@@ -163,6 +163,28 @@ def _lion_cases():
     return cases
 
 
+def _ademamix_cases():
+    # bitsandbytes, the oracle, has no maximize (harness.reference_class adds it, on
+    # negated gradients). t_alpha = 10 and t_beta3 = 15 end within the 23 steps; 30 and
+    # 40 do not. Six cases keep the fixture small; test_ademamix.py runs every
+    # combination of the options live.
+    return [
+        {"lr": 0.01, "weight_decay": 0},
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.1, "t_alpha": 10, "maximize": False},
+        {"lr": 0.01, "weight_decay": 0, "t_beta3": 15},
+        {"lr": 0.01, "weight_decay": 0.1, "t_alpha": 10, "t_beta3": 15, "maximize": True},
+        {
+            "lr": 0.02,
+            "betas": (0.5, 0.9, 0.99),
+            "alpha": 2.0,
+            "eps": 1e-3,
+            "t_alpha": 30,
+            "t_beta3": 40,
+        },
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -177,6 +199,7 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "ASGD": _asgd_cases(),
     "Rprop": _rprop_cases(),
     "Lion": _lion_cases(),
+    "AdEMAMix": _ademamix_cases(),
 }
 
 # The reference of the optimizers torch.optim does not have: name -> (module, class).
@@ -184,6 +207,7 @@ OPTIMIZERS: dict[str, list[dict]] = {
 # reference is not installed.
 ORACLES: dict[str, tuple[str, str]] = {
     "Lion": ("lion_pytorch", "Lion"),
+    "AdEMAMix": ("bitsandbytes", "AdEMAMix"),  # through harness.ademamix_oracle
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -217,6 +241,7 @@ ELEMENTWISE = [
     "ASGD",
     "Rprop",
     "Lion",
+    "AdEMAMix",
 ]
 
 # Configurations that must be rejected: (name, kwargs, exception type, message start).
@@ -322,6 +347,36 @@ INVALID: list[tuple[str, dict, type, str]] = [
         {"fused": True},
         TypeError,
         "Lion.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("AdEMAMix", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("AdEMAMix", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("AdEMAMix", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    (
+        "AdEMAMix",
+        {"betas": (1.0, 0.999, 0.9999)},
+        ValueError,
+        "Invalid beta parameter at index 0: 1.0",
+    ),
+    (
+        "AdEMAMix",
+        {"betas": (0.9, -0.1, 0.9999)},
+        ValueError,
+        "Invalid beta parameter at index 1: -0.1",
+    ),
+    (
+        "AdEMAMix",
+        {"betas": (0.9, 0.999, 1.0)},
+        ValueError,
+        "Invalid beta parameter at index 2: 1.0",
+    ),
+    ("AdEMAMix", {"betas": (0.9, 0.999)}, ValueError, "AdEMAMix takes three betas"),
+    ("AdEMAMix", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("AdEMAMix", {"optim_bits": 8}, ValueError, "optim_bits=8 is not supported"),
+    (
+        "AdEMAMix",
+        {"fused": True},
+        TypeError,
+        "AdEMAMix.__init__() got an unexpected keyword argument 'fused'",
     ),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
