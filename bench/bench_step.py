@@ -213,6 +213,34 @@ def numpy_lion(p, g, state, t, tmp, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0
     np.add(m, b, out=m)
 
 
+def numpy_ademamix(
+    p, g, state, t, tmp, lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=5.0, eps=1e-8,
+    weight_decay=1e-2, **_,
+):  # fmt: skip
+    beta1, beta2, beta3 = betas
+    m1, m2, nu = state["exp_avg_fast"], state["exp_avg_slow"], state["exp_avg_sq"]
+    a, b = tmp
+    for m, beta in ((m1, beta1), (m2, beta3)):
+        np.multiply(m, beta, out=m)
+        np.multiply(g, 1 - beta, out=b)
+        np.add(m, b, out=m)
+    np.multiply(nu, beta2, out=nu)
+    np.multiply(g, g, out=b)
+    np.multiply(b, 1 - beta2, out=b)
+    np.add(nu, b, out=nu)
+    if weight_decay:
+        np.multiply(p, 1 - lr * weight_decay, out=p)
+    np.multiply(m1, 1 / (1 - beta1**t), out=a)
+    np.multiply(m2, alpha, out=b)
+    np.add(a, b, out=a)
+    np.sqrt(nu, out=b)
+    np.multiply(b, 1 / math.sqrt(1 - beta2**t), out=b)
+    np.add(b, eps, out=b)
+    np.divide(a, b, out=a)
+    np.multiply(a, lr, out=a)
+    np.subtract(p, a, out=p)
+
+
 # ------------------------------------------------------------------- the optimizers
 
 
@@ -263,6 +291,7 @@ OPTIMIZERS = [
     Case("ASGD",         "ASGD",     {"lr": 1e-2},                        3, 2),  # p, g, ax
     Case("Rprop",        "Rprop",    {"lr": 1e-2},                        4, 3),  # p, g, prev, step_size
     Case("Lion",         "Lion",     {"lr": 1e-4},                        3, 2, ("exp_avg",),                                       numpy_lion),  # no torch.optim.Lion
+    Case("AdEMAMix",     "AdEMAMix", {"lr": 1e-3},                        5, 4, ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq"),     numpy_ademamix),  # no torch.optim.AdEMAMix
 ]
 # fmt: on
 # Scenario (a) by default; the others are always Adam.
@@ -400,7 +429,7 @@ def torch_step(case, params, grads, fused):
         q = torch.nn.Parameter(torch.from_numpy(p.copy()))
         q.grad = torch.from_numpy(g.copy())
         ps.append(q)
-    if not hasattr(torch.optim, case.name):  # Lion: not in torch.optim
+    if not hasattr(torch.optim, case.name):  # Lion, AdEMAMix: not in torch.optim
         return None
     try:
         opt = getattr(torch.optim, case.name)(
