@@ -20,6 +20,7 @@ from .adam import Adam
 from .adam8bit import Adam8bit, AdamW8bit
 from .adamax import Adamax
 from .adamw import AdamW
+from .adan import Adan
 from .ademamix import AdEMAMix
 from .asgd import ASGD
 from .lbfgs import LBFGS
@@ -58,6 +59,7 @@ __all__ = [
     "AdamW",
     "AdamW8bit",
     "Adamax",
+    "Adan",
     "Lion",
     "Muon",
     "NAdam",

@@ -94,6 +94,21 @@ def ademamix_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def adan_step(
+    params: Any,
+    state: dict[Any, Any],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    eps: float,
+    weight_decay: float,
+    step: float,
+    no_prox: bool,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def lion_step(
     params: Any,
     state: dict[Any, Any],
