@@ -241,8 +241,53 @@ def ademamix_oracle(torch):
     return AdEMAMixOracle
 
 
+def load_timm_module(name: str):
+    """timm's `timm/optim/<name>.py`, imported without running timm's `__init__`.
+
+    timm cannot be installed plainly beside torch 2.13 (it pulls another torch), and its
+    `__init__` imports torchvision; installed with `pip install --no-deps timm`, its
+    optimizer modules import only torch. Stub `timm` and `timm.optim` packages, whose
+    `__path__` points at the installed directories, are registered in sys.modules, and
+    the module is imported through them. ImportError when timm is not installed.
+    """
+    import importlib
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+    import types
+
+    if "timm.optim" not in sys.modules:
+        spec = importlib.util.find_spec("timm")  # locates the package, imports nothing
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("timm is not installed (pip install --no-deps timm)")
+        root = next(iter(spec.submodule_search_locations))
+        for package, path in (("timm", root), ("timm.optim", os.path.join(root, "optim"))):
+            stub = types.ModuleType(package)
+            stub.__path__ = [path]
+            # A spec, so that importlib.util.find_spec("timm") still finds timm.
+            stub.__spec__ = importlib.machinery.ModuleSpec(package, None, is_package=True)
+            stub.__spec__.submodule_search_locations = [path]
+            sys.modules[package] = stub
+    return importlib.import_module(f"timm.optim.{name}")
+
+
+def timm_oracle(module: str, attribute: str):
+    """An adapter for ORACLE_ADAPTERS: timm's class, with maximize added if it lacks it."""
+
+    def adapter(torch):
+        import inspect
+
+        cls = getattr(load_timm_module(module), attribute)
+        if "maximize" not in inspect.signature(cls.__init__).parameters:
+            cls = _with_maximize(cls)
+        return cls
+
+    return adapter
+
+
 # Optimizers whose oracle needs an adapter: name -> function(torch) giving the class.
-ORACLE_ADAPTERS = {"AdEMAMix": ademamix_oracle}
+ORACLE_ADAPTERS = {"AdEMAMix": ademamix_oracle, "Adan": timm_oracle("adan", "Adan")}
 
 
 def reference_available(name: str) -> bool:

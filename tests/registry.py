@@ -185,6 +185,18 @@ def _ademamix_cases():
     ]
 
 
+def _adan_cases():
+    # timm, the oracle, has no maximize (harness.reference_class adds it, on negated
+    # gradients). beta1 = 0.3: torch's lerp from the far end (weight 0.7 > 0.5).
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.05},
+        {"lr": 0.01, "weight_decay": 0.05, "no_prox": True, "maximize": False},
+        {"lr": 0.02, "betas": (0.3, 0.5, 0.9), "eps": 1e-3, "weight_decay": 0.02},
+        {"lr": 0.01, "weight_decay": 0.05, "maximize": True, "foreach": False},
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -200,6 +212,7 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "Rprop": _rprop_cases(),
     "Lion": _lion_cases(),
     "AdEMAMix": _ademamix_cases(),
+    "Adan": _adan_cases(),
 }
 
 # The reference of the optimizers torch.optim does not have: name -> (module, class).
@@ -208,6 +221,7 @@ OPTIMIZERS: dict[str, list[dict]] = {
 ORACLES: dict[str, tuple[str, str]] = {
     "Lion": ("lion_pytorch", "Lion"),
     "AdEMAMix": ("bitsandbytes", "AdEMAMix"),  # through harness.ademamix_oracle
+    "Adan": ("timm", "Adan"),  # timm/optim/adan.py through harness.load_timm_module
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -242,7 +256,12 @@ ELEMENTWISE = [
     "Rprop",
     "Lion",
     "AdEMAMix",
+    "Adan",
 ]
+
+# Elementwise optimizers whose step count is the group's, counted once per step() call
+# whether or not a parameter has a gradient (timm's Adan), not each parameter's own.
+GROUP_STEP = {"Adan"}
 
 # Configurations that must be rejected: (name, kwargs, exception type, message start).
 INVALID: list[tuple[str, dict, type, str]] = [
@@ -377,6 +396,19 @@ INVALID: list[tuple[str, dict, type, str]] = [
         {"fused": True},
         TypeError,
         "AdEMAMix.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("Adan", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("Adan", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("Adan", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    ("Adan", {"betas": (1.0, 0.92, 0.99)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("Adan", {"betas": (0.98, -0.1, 0.99)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    ("Adan", {"betas": (0.98, 0.92, 1.0)}, ValueError, "Invalid beta parameter at index 2: 1.0"),
+    ("Adan", {"caution": True}, TypeError, "caution=True is not supported"),
+    (
+        "Adan",
+        {"fused": True},
+        TypeError,
+        "Adan.__init__() got an unexpected keyword argument 'fused'",
     ),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
