@@ -241,6 +241,41 @@ def numpy_ademamix(
     np.subtract(p, a, out=p)
 
 
+def numpy_adan(
+    p, g, state, t, tmp, lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, **_,
+):  # fmt: skip
+    beta1, beta2, beta3 = betas
+    m, v, n, npg = (state[k] for k in ("exp_avg", "exp_avg_diff", "exp_avg_sq", "neg_pre_grad"))
+    a, b = tmp
+    if t == 1:
+        np.negative(g, out=npg)
+    np.add(npg, g, out=npg)  # d
+    np.subtract(g, m, out=a)
+    np.multiply(a, 1 - beta1, out=a)
+    np.add(m, a, out=m)
+    np.multiply(v, beta2, out=v)
+    np.multiply(npg, 1 - beta2, out=a)
+    np.add(v, a, out=v)
+    np.multiply(npg, beta2, out=a)
+    np.add(a, g, out=a)  # g + beta2 * d
+    np.multiply(a, a, out=a)
+    np.multiply(a, 1 - beta3, out=a)
+    np.multiply(n, beta3, out=n)
+    np.add(n, a, out=n)
+    np.sqrt(n, out=b)
+    np.multiply(b, 1 / math.sqrt(1 - beta3**t), out=b)
+    np.add(b, eps, out=b)
+    np.divide(m, b, out=a)
+    np.multiply(a, lr / (1 - beta1**t), out=a)
+    np.subtract(p, a, out=p)
+    np.divide(v, b, out=a)
+    np.multiply(a, lr * beta2 / (1 - beta2**t), out=a)
+    np.subtract(p, a, out=p)
+    if weight_decay:
+        np.divide(p, 1 + lr * weight_decay, out=p)
+    np.negative(g, out=npg)
+
+
 # ------------------------------------------------------------------- the optimizers
 
 
@@ -292,6 +327,7 @@ OPTIMIZERS = [
     Case("Rprop",        "Rprop",    {"lr": 1e-2},                        4, 3),  # p, g, prev, step_size
     Case("Lion",         "Lion",     {"lr": 1e-4},                        3, 2, ("exp_avg",),                                       numpy_lion),  # no torch.optim.Lion
     Case("AdEMAMix",     "AdEMAMix", {"lr": 1e-3},                        5, 4, ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq"),     numpy_ademamix),  # no torch.optim.AdEMAMix
+    Case("Adan",         "Adan",     {"lr": 1e-3},                        6, 5, ("exp_avg", "exp_avg_diff", "exp_avg_sq", "neg_pre_grad"), numpy_adan),  # no torch.optim.Adan
 ]
 # fmt: on
 # Scenario (a) by default; the others are always Adam.
@@ -429,7 +465,7 @@ def torch_step(case, params, grads, fused):
         q = torch.nn.Parameter(torch.from_numpy(p.copy()))
         q.grad = torch.from_numpy(g.copy())
         ps.append(q)
-    if not hasattr(torch.optim, case.name):  # Lion, AdEMAMix: not in torch.optim
+    if not hasattr(torch.optim, case.name):  # Lion, AdEMAMix, Adan: not in torch.optim
         return None
     try:
         opt = getattr(torch.optim, case.name)(
