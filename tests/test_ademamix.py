@@ -177,6 +177,21 @@ def test_beta3_scheduler_with_beta1_zero_raises_and_writes_nothing():
     assert opt.state[b]["step"] == 1
 
 
+def test_a_bitsandbytes_state_is_checked_before_it_loads():
+    p = Parameter(np.ones(4, np.float32))
+    opt = numoptim.AdEMAMix([p])
+    groups = opt.state_dict()["param_groups"]
+    for state1, message in (
+        (np.zeros((2, 4), np.uint8), "8-bit AdEMAMix state"),
+        (np.zeros((3, 4), np.float32), "stacks m1 and m2"),
+        (np.zeros((2, 5), np.float32), "of shape"),
+    ):
+        entry = {"step": 2, "state1": state1, "state2": np.zeros(4, np.float32)}
+        with pytest.raises(ValueError, match=message):
+            opt.load_state_dict({"state": {0: entry}, "param_groups": groups})
+        assert opt.state == {}
+
+
 @pytest.mark.parametrize("lr", [np.array(0.01), np.array([0.01], np.float32)])
 def test_an_array_lr_steps_as_its_float(lr):
     rng = np.random.default_rng(3)

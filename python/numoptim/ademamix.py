@@ -157,6 +157,11 @@ def _from_bnb(entry: dict[str, Any]) -> dict[str, Any]:
         return entry
     out = {k: v for k, v in entry.items() if k not in ("state1", "state2", "step")}
     stacked = np.asarray(entry["state1"])
+    if stacked.dtype == np.uint8:
+        raise ValueError(
+            "loaded state dict has 8-bit AdEMAMix state (uint8 'state1'): "
+            "numoptim.AdEMAMix keeps 32-bit state"
+        )
     if stacked.ndim == 0 or stacked.shape[0] != 2:
         raise ValueError(
             f"loaded state dict has a 'state1' of shape {stacked.shape}: bitsandbytes' "
