@@ -17,6 +17,8 @@
 #include "numoptim/adagrad.hpp"
 #include "numoptim/adam.hpp"
 #include "numoptim/adamax.hpp"
+#include "numoptim/ademamix.hpp"
+#include "numoptim/adan.hpp"
 #include "numoptim/lion.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/dispatch.hpp"
@@ -109,6 +111,10 @@ int main(int argc, char** argv) {
   add("ASGD", ASGD<float>{1e-2, 1e-4, 0.75, 1e6, 0.0, false}, 3, 2);
   add("Rprop", Rprop<float>{0.5, 1.2, 1e-6, 50.0, false}, 4, 3);
   add("Lion", Lion<float>{1e-4, 0.9, 0.99, 0.0, false}, 3, 2);
+  add("Stream/36B", Stream<float>{4}, 5, 4);
+  add("AdEMAMix", AdEMAMix<float>{1e-3, 0.9, 0.999, 0.9999, 5.0, 1e-8, 1e-2, 0.0, 0.0, false}, 5, 4);
+  add("Stream/44B", Stream<float>{5}, 6, 5);
+  add("Adan", Adan<float>{1e-3, 0.98, 0.92, 0.99, 1e-8, 0.0, 2.0, false, false}, 6, 5);
 
   benchmark::AddCustomContext("numoptim_simd", numoptim::isa_name(numoptim::active_isa()));
   benchmark::AddCustomContext("numoptim_cpu_simd", numoptim::isa_name(numoptim::cpu_isa()));

@@ -218,6 +218,69 @@ def numpy_lion(p, g, state, t, tmp, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0
     np.add(m, b, out=m)
 
 
+def numpy_ademamix(
+    p, g, state, t, tmp, lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=5.0, eps=1e-8,
+    weight_decay=1e-2, **_,
+):  # fmt: skip
+    beta1, beta2, beta3 = betas
+    m1, m2, nu = state["exp_avg_fast"], state["exp_avg_slow"], state["exp_avg_sq"]
+    a, b = tmp
+    for m, beta in ((m1, beta1), (m2, beta3)):
+        np.multiply(m, beta, out=m)
+        np.multiply(g, 1 - beta, out=b)
+        np.add(m, b, out=m)
+    np.multiply(nu, beta2, out=nu)
+    np.multiply(g, g, out=b)
+    np.multiply(b, 1 - beta2, out=b)
+    np.add(nu, b, out=nu)
+    if weight_decay:
+        np.multiply(p, 1 - lr * weight_decay, out=p)
+    np.multiply(m1, 1 / (1 - beta1**t), out=a)
+    np.multiply(m2, alpha, out=b)
+    np.add(a, b, out=a)
+    np.sqrt(nu, out=b)
+    np.multiply(b, 1 / math.sqrt(1 - beta2**t), out=b)
+    np.add(b, eps, out=b)
+    np.divide(a, b, out=a)
+    np.multiply(a, lr, out=a)
+    np.subtract(p, a, out=p)
+
+
+def numpy_adan(
+    p, g, state, t, tmp, lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, **_,
+):  # fmt: skip
+    beta1, beta2, beta3 = betas
+    m, v, n, npg = (state[k] for k in ("exp_avg", "exp_avg_diff", "exp_avg_sq", "neg_pre_grad"))
+    a, b = tmp
+    if t == 1:
+        np.negative(g, out=npg)
+    np.add(npg, g, out=npg)  # d
+    np.subtract(g, m, out=a)
+    np.multiply(a, 1 - beta1, out=a)
+    np.add(m, a, out=m)
+    np.multiply(v, beta2, out=v)
+    np.multiply(npg, 1 - beta2, out=a)
+    np.add(v, a, out=v)
+    np.multiply(npg, beta2, out=a)
+    np.add(a, g, out=a)  # g + beta2 * d
+    np.multiply(a, a, out=a)
+    np.multiply(a, 1 - beta3, out=a)
+    np.multiply(n, beta3, out=n)
+    np.add(n, a, out=n)
+    np.sqrt(n, out=b)
+    np.multiply(b, 1 / math.sqrt(1 - beta3**t), out=b)
+    np.add(b, eps, out=b)
+    np.divide(m, b, out=a)
+    np.multiply(a, lr / (1 - beta1**t), out=a)
+    np.subtract(p, a, out=p)
+    np.divide(v, b, out=a)
+    np.multiply(a, lr * beta2 / (1 - beta2**t), out=a)
+    np.subtract(p, a, out=p)
+    if weight_decay:
+        np.divide(p, 1 + lr * weight_decay, out=p)
+    np.negative(g, out=npg)
+
+
 # ------------------------------------------------------------------- the optimizers
 
 
@@ -270,10 +333,12 @@ OPTIMIZERS = [
     Case("Lion",         "Lion",     {"lr": 1e-4},                        3, 2, ("exp_avg",),                                       numpy_lion),  # no torch.optim.Lion
     Case("AdamW-SF",     "AdamWScheduleFree", {"lr": 2.5e-3},             4, 3),  # p, g, z, exp_avg_sq; schedulefree's
     Case("SGD-SF",       "SGDScheduleFree",   {"lr": 1.0},                3, 2),  # p, g, z
+    Case("AdEMAMix",     "AdEMAMix", {"lr": 1e-3},                        5, 4, ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq"),     numpy_ademamix),  # no torch.optim.AdEMAMix
+    Case("Adan",         "Adan",     {"lr": 1e-3},                        6, 5, ("exp_avg", "exp_avg_diff", "exp_avg_sq", "neg_pre_grad"), numpy_adan),  # no torch.optim.Adan
 ]
 # fmt: on
 # The optimizers beyond torch.optim, held to the elementwise target in scenario (a).
-BEYOND_TORCH = ("Lion", "AdamW-SF", "SGD-SF")
+BEYOND_TORCH = ("Lion", "AdamW-SF", "SGD-SF", "AdEMAMix", "Adan")
 # Scenario (a) by default; the others are always Adam.
 DEFAULT_LARGE = ["SGD-momentum", "Adam", "AdamW"]
 
@@ -438,18 +503,31 @@ REFERENCES = {
     "AdamWScheduleFree": ("schedulefree", "AdamWScheduleFree", {"foreach": True}),
     "SGDScheduleFree": ("schedulefree", "SGDScheduleFree", {"foreach": True}),
     "RAdamScheduleFree": ("schedulefree", "RAdamScheduleFree", {"foreach": True}),
+    "AdEMAMix": ("bitsandbytes.optim", "AdEMAMix", {}),  # its 32-bit CPU kernel
+    "Adan": ("timm.optim.adan", "Adan", {"foreach": True}),  # pip install --no-deps timm
 }
+
+
+def _import_reference(module):
+    import importlib
+
+    if module.startswith("timm."):
+        # timm's optimizer modules through stub packages (its __init__ needs torchvision
+        # and a plain install replaces torch): the tests' loader.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+        from harness import load_timm_module
+
+        return load_timm_module(module.rsplit(".", 1)[1])
+    return importlib.import_module(module)
 
 
 def reference_step(case, params, grads):
     """The reference implementation's step (REFERENCES), when torch and it are installed."""
     if torch is None or case.name not in REFERENCES:
         return None
-    import importlib
-
     module, attribute, extra = REFERENCES[case.name]
     try:
-        cls = getattr(importlib.import_module(module), attribute)
+        cls = getattr(_import_reference(module), attribute)
     except ImportError:
         return None
     ps = []
@@ -471,7 +549,9 @@ def torch_step(case, params, grads, fused):
         q = torch.nn.Parameter(torch.from_numpy(p.copy()))
         q.grad = torch.from_numpy(g.copy())
         ps.append(q)
-    if not hasattr(torch.optim, case.name):  # Lion, Schedule-Free: not in torch.optim
+    if not hasattr(
+        torch.optim, case.name
+    ):  # Lion, Schedule-Free, AdEMAMix, Adan: not in torch.optim
         return None
     try:
         opt = getattr(torch.optim, case.name)(

@@ -104,6 +104,8 @@ def reference_class(torch, name: str):
     for an optimizer torch.optim lacks (ImportError when that is not installed)."""
     from registry import ORACLES
 
+    if name in ORACLE_ADAPTERS:
+        return ORACLE_ADAPTERS[name](torch)
     if name in ORACLES:
         import importlib
         import inspect
@@ -146,6 +148,163 @@ def _with_maximize(cls):
 
     WithMaximize.__name__ = WithMaximize.__qualname__ = cls.__name__
     return WithMaximize
+
+
+def _packed_state_dict(param_groups, state_of):
+    """torch's state_dict layout for `param_groups`: parameters numbered in group order
+    (a parameter listed again keeps its first number), state from state_of(param)."""
+    numbers: dict[int, int] = {}
+    groups, state = [], {}
+    start = 0
+    for group in param_groups:
+        params = group["params"]
+        numbers.update({id(p): i for i, p in enumerate(params, start) if id(p) not in numbers})
+        groups.append(
+            {
+                **{k: v for k, v in group.items() if k != "params"},
+                "params": [numbers[id(p)] for p in params],
+            }
+        )
+        start += len(params)
+        for p in params:
+            entry = state_of(p)
+            if entry:
+                state[numbers[id(p)]] = entry
+    return {"state": state, "param_groups": groups}
+
+
+def ademamix_oracle(torch):
+    """The reference of numoptim.AdEMAMix: bitsandbytes' AdEMAMix (its 32-bit CPU kernel)
+    for float32 parameters; for float64 ones, which bitsandbytes computes in float32,
+    its _ReferenceAdEMAMix run with one instance per parameter, so that each parameter
+    counts its own steps as bitsandbytes' AdEMAMix does (the reference counts per group,
+    which differs once a parameter has skipped a step without a gradient). Both report
+    their state under numoptim's keys (bitsandbytes' `state1` is m1 and m2 stacked)."""
+    import warnings
+
+    # Importing bitsandbytes warns (torch.jit deprecations) under torch 2.13.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from bitsandbytes.optim import AdEMAMix
+        from bitsandbytes.optim.ademamix import _ReferenceAdEMAMix
+
+    def entry(step, m1, m2, nu):
+        return {
+            "step": torch.tensor(float(step)),
+            "exp_avg_fast": m1.clone(),
+            "exp_avg_slow": m2.clone(),
+            "exp_avg_sq": nu.clone(),
+        }
+
+    class Bitsandbytes(AdEMAMix):
+        def state_dict(self):
+            def state_of(p):
+                s = self.state.get(p)
+                if not s:
+                    return None
+                return entry(s["step"], s["state1"][0], s["state1"][1], s["state2"])
+
+            return _packed_state_dict(self.param_groups, state_of)
+
+    class PerParameterReference:
+        def __init__(self, params, *args, **kwargs):
+            # The whole list first: torch's checks and warnings, and the groups.
+            self._whole = _ReferenceAdEMAMix(params, *args, **kwargs)
+            self.param_groups = self._whole.param_groups
+            self._parts = {}
+            for group in self.param_groups:
+                for p in group["params"]:
+                    self._parts.setdefault(id(p), _ReferenceAdEMAMix([p]))
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                options = {k: v for k, v in group.items() if k != "params"}
+                for key in ("t_alpha", "t_beta3"):  # bitsandbytes: 0 is off, as None
+                    options[key] = options[key] or None
+                for p in group["params"]:
+                    if p.grad is not None:
+                        part = self._parts[id(p)]
+                        part.param_groups[0].update(options)
+                        part.step()
+
+        @property
+        def state(self):
+            out = {}
+            for group in self.param_groups:
+                for p in group["params"]:
+                    part = self._parts[id(p)]
+                    s = part.state.get(p)
+                    if s:
+                        m1_m2 = s["m1_m2"]
+                        out[p] = entry(part.param_groups[0]["step"], m1_m2[0], m1_m2[1], s["nu"])
+            return out
+
+        def state_dict(self):
+            state = self.state
+            return _packed_state_dict(self.param_groups, lambda p: state.get(p))
+
+    for cls in (Bitsandbytes, PerParameterReference):
+        cls.__name__ = cls.__qualname__ = "AdEMAMix"  # for repr
+    bitsandbytes = _with_maximize(Bitsandbytes)
+    reference = _with_maximize(PerParameterReference)
+
+    class AdEMAMixOracle:
+        def __new__(cls, params, *args, **kwargs):
+            params = list(params)
+            first = params[0]["params"][0] if isinstance(params[0], dict) else params[0]
+            chosen = bitsandbytes if first.dtype == torch.float32 else reference
+            return chosen(params, *args, **kwargs)
+
+    return AdEMAMixOracle
+
+
+def load_timm_module(name: str):
+    """timm's `timm/optim/<name>.py`, imported without running timm's `__init__`.
+
+    timm cannot be installed plainly beside torch 2.13 (it pulls another torch), and its
+    `__init__` imports torchvision; installed with `pip install --no-deps timm`, its
+    optimizer modules import only torch. Stub `timm` and `timm.optim` packages, whose
+    `__path__` points at the installed directories, are registered in sys.modules, and
+    the module is imported through them. ImportError when timm is not installed.
+    """
+    import importlib
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+    import types
+
+    if "timm.optim" not in sys.modules:
+        spec = importlib.util.find_spec("timm")  # locates the package, imports nothing
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("timm is not installed (pip install --no-deps timm)")
+        root = next(iter(spec.submodule_search_locations))
+        for package, path in (("timm", root), ("timm.optim", os.path.join(root, "optim"))):
+            stub = types.ModuleType(package)
+            stub.__path__ = [path]
+            # A spec, so that importlib.util.find_spec("timm") still finds timm.
+            stub.__spec__ = importlib.machinery.ModuleSpec(package, None, is_package=True)
+            stub.__spec__.submodule_search_locations = [path]
+            sys.modules[package] = stub
+    return importlib.import_module(f"timm.optim.{name}")
+
+
+def timm_oracle(module: str, attribute: str):
+    """An adapter for ORACLE_ADAPTERS: timm's class, with maximize added if it lacks it."""
+
+    def adapter(torch):
+        import inspect
+
+        cls = getattr(load_timm_module(module), attribute)
+        if "maximize" not in inspect.signature(cls.__init__).parameters:
+            cls = _with_maximize(cls)
+        return cls
+
+    return adapter
+
+
+# Optimizers whose oracle needs an adapter: name -> function(torch) giving the class.
+ORACLE_ADAPTERS = {"AdEMAMix": ademamix_oracle, "Adan": timm_oracle("adan", "Adan")}
 
 
 def reference_available(name: str) -> bool:

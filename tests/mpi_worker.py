@@ -37,6 +37,8 @@ CASES = {
     "ASGD": ({"lr": 0.01}, {"t0": 1.0}),
     "Rprop": ({"lr": 0.01}, {"etas": (0.4, 1.3)}),
     "Lion": ({"lr": 0.01, "weight_decay": 0.1}, {"lr": 0.003, "betas": (0.8, 0.95)}),
+    "AdEMAMix": ({"lr": 0.01, "t_alpha": 3, "t_beta3": 4}, {"lr": 0.003, "alpha": 2.0}),
+    "Adan": ({"lr": 0.01, "weight_decay": 0.02}, {"lr": 0.003, "no_prox": True}),
     "Adam8bit": ({"lr": 0.01}, {"lr": 0.005}),
     "AdamW8bit": ({"lr": 0.01}, {"lr": 0.005, "weight_decay": 0.1}),
 }

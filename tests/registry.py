@@ -170,6 +170,40 @@ def _schedule_free_cases(averaging: dict, extra: dict):
     return cases
 
 
+def _ademamix_cases():
+    # bitsandbytes, the oracle, has no maximize (harness.reference_class adds it, on
+    # negated gradients). t_alpha = 10 and t_beta3 = 15 end within the 23 steps; 30 and
+    # 40 do not. Six cases keep the fixture small; test_ademamix.py runs every
+    # combination of the options live.
+    return [
+        {"lr": 0.01, "weight_decay": 0},
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.1, "t_alpha": 10, "maximize": False},
+        {"lr": 0.01, "weight_decay": 0, "t_beta3": 15},
+        {"lr": 0.01, "weight_decay": 0.1, "t_alpha": 10, "t_beta3": 15, "maximize": True},
+        {
+            "lr": 0.02,
+            "betas": (0.5, 0.9, 0.99),
+            "alpha": 2.0,
+            "eps": 1e-3,
+            "t_alpha": 30,
+            "t_beta3": 40,
+        },
+    ]
+
+
+def _adan_cases():
+    # timm, the oracle, has no maximize (harness.reference_class adds it, on negated
+    # gradients). beta1 = 0.3: torch's lerp from the far end (weight 0.7 > 0.5).
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.05},
+        {"lr": 0.01, "weight_decay": 0.05, "no_prox": True, "maximize": False},
+        {"lr": 0.02, "betas": (0.3, 0.5, 0.9), "eps": 1e-3, "weight_decay": 0.02},
+        {"lr": 0.01, "weight_decay": 0.05, "maximize": True, "foreach": False},
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -193,6 +227,8 @@ OPTIMIZERS: dict[str, list[dict]] = {
     )
     # An SGD phase, then rectified from step 5 of 23.
     + [{"lr": 0.01, "betas": (0.9, 0.9), "silent_sgd_phase": False}],
+    "AdEMAMix": _ademamix_cases(),
+    "Adan": _adan_cases(),
 }
 
 # Optimizers that step only in train mode (Schedule-Free): the harness calls train()
@@ -207,6 +243,8 @@ ORACLES: dict[str, tuple[str, str]] = {
     "AdamWScheduleFree": ("schedulefree", "AdamWScheduleFree"),
     "SGDScheduleFree": ("schedulefree", "SGDScheduleFree"),
     "RAdamScheduleFree": ("schedulefree", "RAdamScheduleFree"),
+    "AdEMAMix": ("bitsandbytes", "AdEMAMix"),  # through harness.ademamix_oracle
+    "Adan": ("timm", "Adan"),  # timm/optim/adan.py through harness.load_timm_module
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -243,7 +281,14 @@ ELEMENTWISE = [
     "AdamWScheduleFree",
     "SGDScheduleFree",
     "RAdamScheduleFree",
+    "AdEMAMix",
+    "Adan",
 ]
+
+# Elementwise optimizers whose step count is the group's, counted once per step() call
+# whether or not a parameter has a gradient (timm's Adan, Schedule-Free's k), not each
+# parameter's own.
+GROUP_STEP = {"Adan", "AdamWScheduleFree", "SGDScheduleFree", "RAdamScheduleFree"}
 
 # Configurations that must be rejected: (name, kwargs, exception type, message start).
 INVALID: list[tuple[str, dict, type, str]] = [
@@ -370,6 +415,49 @@ INVALID: list[tuple[str, dict, type, str]] = [
         "Momentum must be between 0 and 1 exclusive: 1.0",
     ),
     ("SGDScheduleFree", {"momentum": 0}, ValueError, "Momentum must be between 0 and 1 exclusive"),
+    ("AdEMAMix", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("AdEMAMix", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("AdEMAMix", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    (
+        "AdEMAMix",
+        {"betas": (1.0, 0.999, 0.9999)},
+        ValueError,
+        "Invalid beta parameter at index 0: 1.0",
+    ),
+    (
+        "AdEMAMix",
+        {"betas": (0.9, -0.1, 0.9999)},
+        ValueError,
+        "Invalid beta parameter at index 1: -0.1",
+    ),
+    (
+        "AdEMAMix",
+        {"betas": (0.9, 0.999, 1.0)},
+        ValueError,
+        "Invalid beta parameter at index 2: 1.0",
+    ),
+    ("AdEMAMix", {"betas": (0.9, 0.999)}, ValueError, "AdEMAMix takes three betas"),
+    ("AdEMAMix", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("AdEMAMix", {"optim_bits": 8}, ValueError, "optim_bits=8 is not supported"),
+    (
+        "AdEMAMix",
+        {"fused": True},
+        TypeError,
+        "AdEMAMix.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("Adan", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("Adan", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("Adan", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    ("Adan", {"betas": (1.0, 0.92, 0.99)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("Adan", {"betas": (0.98, -0.1, 0.99)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    ("Adan", {"betas": (0.98, 0.92, 1.0)}, ValueError, "Invalid beta parameter at index 2: 1.0"),
+    ("Adan", {"caution": True}, TypeError, "caution=True is not supported"),
+    (
+        "Adan",
+        {"fused": True},
+        TypeError,
+        "Adan.__init__() got an unexpected keyword argument 'fused'",
+    ),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
     ("Adafactor", {"lr": -0.01}, ValueError, "Learning rate should be >= 0 but is: -0.01"),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from harness import make_optimizer, reference_available, reference_class
 from numoptim import Parameter, RowSparseGrad
-from registry import ELEMENTWISE, OPTIMIZERS, TRAIN_MODE
+from registry import ELEMENTWISE, GROUP_STEP, OPTIMIZERS, TRAIN_MODE
 
 ALL_DENSE = [*ELEMENTWISE, "Adafactor", "Muon"]
 
@@ -242,10 +242,10 @@ def test_non_numeric_scalar_state_is_refused_on_load(name, value, error):
 
 # SGD's listings both start from a fresh momentum buffer on the first step, as torch's
 # do (its for-loop gathers the state before it updates): checked against torch below.
-# Schedule-Free counts steps and averaging weights per group, once per step(): a
-# parameter listed twice takes two updates with one step's scalars, which is not two
-# steps (test_a_parameter_listed_twice_matches_torch checks it against schedulefree).
-@pytest.mark.parametrize("name", sorted(set(ELEMENTWISE) - {"SGD"} - TRAIN_MODE))
+# Not the optimizers that count steps per group (GROUP_STEP: Adan, Schedule-Free): both
+# listings step at the group's one step count, as in timm and schedulefree, which is not
+# two steps (test_a_parameter_listed_twice_matches_torch checks Adan against timm).
+@pytest.mark.parametrize("name", sorted(set(ELEMENTWISE) - {"SGD"} - GROUP_STEP))
 def test_a_parameter_listed_twice_is_stepped_twice_with_one_state(name):
     # torch warns, then updates the parameter once per listing with one shared state.
     p = dense((5,), np.float64)

@@ -12,10 +12,12 @@
 #include "bench_bindings.hpp"
 #include "group_buffers.hpp"
 #include "numoptim/adadelta.hpp"
+#include "numoptim/ademamix.hpp"
 #include "numoptim/adagrad.hpp"
 #include "numoptim/adam.hpp"
 #include "numoptim/adam8bit.hpp"
 #include "numoptim/adamax.hpp"
+#include "numoptim/adan.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/grad_norm.hpp"
 #include "numoptim/lion.hpp"
@@ -274,6 +276,38 @@ py::object lion_step(py::handle params, py::dict state, double lr, double beta1,
   layout.buffers = {{"exp_avg", 0.0}};
   return step_group<numoptim::Lion>(params, state, layout, [=](auto zero) {
     return numoptim::Lion<decltype(zero)>{lr, beta1, beta2, weight_decay, maximize};
+  }, defer);
+}
+
+// AdEMAMix: three running averages under numoptim's torch-style names (bitsandbytes
+// stacks the two first-moment ones in one (2, *shape) `state1`), and a step count.
+py::object ademamix_step(py::handle params, py::dict state, double lr, double beta1,
+                         double beta2, double beta3, double alpha, double t_alpha,
+                         double t_beta3, double eps, double weight_decay, bool maximize,
+                         bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"exp_avg_fast", 0.0}, {"exp_avg_slow", 0.0}, {"exp_avg_sq", 0.0}};
+  return step_group<numoptim::AdEMAMix>(params, state, layout, [=](auto zero) {
+    return numoptim::AdEMAMix<decltype(zero)>{lr,      beta1,   beta2,        beta3,
+                                              alpha,   eps,     weight_decay, t_alpha,
+                                              t_beta3, maximize};
+  }, defer);
+}
+
+// Adan: timm keeps the step count in the group; Python passes this step's (the count
+// after it) and writes it back to the group with the step.
+py::object adan_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                     double beta3, double eps, double weight_decay, double step, bool no_prox,
+                     bool maximize, bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.buffers = {
+      {"exp_avg", 0.0}, {"exp_avg_sq", 0.0}, {"exp_avg_diff", 0.0}, {"neg_pre_grad", 0.0}};
+  return step_group<numoptim::Adan>(params, state, layout, [=](auto zero) {
+    return numoptim::Adan<decltype(zero)>{lr,           beta1, beta2,   beta3,   eps,
+                                          weight_decay, step,  no_prox, maximize};
   }, defer);
 }
 
@@ -678,6 +712,12 @@ PYBIND11_MODULE(_core, m) {
         "normalize"_a, "master_weights"_a, "defer"_a);
   m.def("lion_step", &lion_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "weight_decay"_a, "maximize"_a, "master_weights"_a, "defer"_a);
+  m.def("ademamix_step", &ademamix_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "beta3"_a, "alpha"_a, "t_alpha"_a, "t_beta3"_a, "eps"_a, "weight_decay"_a, "maximize"_a,
+        "master_weights"_a, "defer"_a);
+  m.def("adan_step", &adan_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "beta3"_a, "eps"_a, "weight_decay"_a, "step"_a, "no_prox"_a, "maximize"_a,
+        "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
         "defer"_a);

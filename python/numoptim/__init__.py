@@ -20,6 +20,8 @@ from .adam import Adam
 from .adam8bit import Adam8bit, AdamW8bit
 from .adamax import Adamax
 from .adamw import AdamW
+from .adan import Adan
+from .ademamix import AdEMAMix
 from .asgd import ASGD
 from .lbfgs import LBFGS
 from .lion import Lion
@@ -49,6 +51,7 @@ __all__ = [
     "ASGD",
     "LBFGS",
     "SGD",
+    "AdEMAMix",
     "Adadelta",
     "Adafactor",
     "Adagrad",
@@ -58,6 +61,7 @@ __all__ = [
     "AdamW8bit",
     "AdamWScheduleFree",
     "Adamax",
+    "Adan",
     "Lion",
     "Muon",
     "NAdam",

@@ -78,6 +78,37 @@ def adamax_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def ademamix_step(
+    params: Any,
+    state: dict[Any, Any],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    alpha: float,
+    t_alpha: float,
+    t_beta3: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
+def adan_step(
+    params: Any,
+    state: dict[Any, Any],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    eps: float,
+    weight_decay: float,
+    step: float,
+    no_prox: bool,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def lion_step(
     params: Any,
     state: dict[Any, Any],
