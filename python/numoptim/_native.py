@@ -58,6 +58,27 @@ def check_flags(*, foreach=None, fused=None, capturable=False, differentiable=Fa
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
 
+# The devices torch's fused optimizers name in their error for a parameter they cannot step.
+_FUSED_DEVICES = "['mps', 'cuda', 'xpu', 'hpu', 'cpu', 'mtia', 'privateuseone']"
+
+
+def check_fused_params(group: dict[str, Any]) -> None:
+    """torch's error for a complex parameter (with a gradient) in a ``fused=True`` group.
+
+    torch's fused kernels step real floating point tensors only, and its fused SGD,
+    Adam, AdamW and Adagrad raise at the step; numoptim has one native path, which
+    could step them, but follows torch, before anything is written.
+    """
+    if not group.get("fused"):
+        return
+    for p in group["params"]:
+        if p.grad is not None and p.dtype.kind == "c":
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices: {_FUSED_DEVICES} but torch.{p.dtype} and cpu"
+            )
+
+
 # A hyperparameter as a Python float. `float` itself rather than a function that calls
 # it: it runs several times per step.
 scalar = float

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import _core
@@ -69,6 +71,23 @@ class Lion(NativeOptimizer):
         if master_weights:
             defaults["master_weights"] = True
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
+
+        Raises:
+            TypeError: as the base class, or a complex parameter. lion-pytorch cannot step
+                one (``torch.sign`` has no complex version), so there is no reference to
+                match; the group is refused when added, before anything is modified.
+        """
+        super().add_param_group(param_group)
+        for index, p in enumerate(self.param_groups[-1]["params"]):
+            if p.dtype.kind == "c":
+                self.param_groups.pop()
+                raise TypeError(
+                    f"Lion does not support complex parameters, but parameter {index} has "
+                    f"dtype {p.dtype}"
+                )
 
     def _step_group(self, group, defer: bool):
         beta1, beta2 = group["betas"]
