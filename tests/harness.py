@@ -22,7 +22,14 @@ _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def hashed_values(seed: int, n: int, dtype, scale: float = 1.0) -> np.ndarray:
-    """n deterministic values in [-scale, scale) from splitmix64 of (seed, index)."""
+    """n deterministic values in [-scale, scale) from splitmix64 of (seed, index).
+
+    A complex dtype gets n values whose real and imaginary parts are the 2n hashed
+    reals of the same seed, in memory order (re, im, re, ...).
+    """
+    if np.dtype(dtype).kind == "c":
+        real = np.finfo(dtype).dtype
+        return hashed_values(seed, 2 * n, real, scale).view(dtype)
     with np.errstate(over="ignore"):
         x = np.arange(n, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

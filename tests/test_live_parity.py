@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import assert_close, assert_close_or_closer
 from harness import NumpyBackend, TorchBackend, reference_available, run_case
-from registry import OPTIMIZERS, all_cases
+from registry import COMPLEX, COMPLEX_DTYPES, OPTIMIZERS, all_cases
 
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
@@ -30,18 +30,40 @@ def skip_without_reference(name: str) -> None:
         pytest.skip(f"the reference of {name} is not installed")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case_id,name,kwargs", CASES, ids=IDS)
+# The complex dtypes run every configuration of the optimizers that torch steps them
+# with (registry.COMPLEX), with the tolerances of their parts' dtypes.
+DTYPE_CASES = [
+    pytest.param(case_id, name, kwargs, np.dtype(dtype), id=f"{case_id}-{np.dtype(dtype)}")
+    for case_id, name, kwargs in CASES
+    for dtype in (np.float32, np.float64, *COMPLEX_DTYPES)
+    if np.dtype(dtype).kind != "c" or name in COMPLEX
+]
+# The dtype of the exact run a lower-precision result is held to.
+EXACT = {np.dtype(np.float32): np.float64, np.dtype(np.complex64): np.complex128}
+
+
+@pytest.mark.parametrize("case_id,name,kwargs,dtype", DTYPE_CASES)
 def test_live_parity_on_fresh_inputs(case_id, name, kwargs, dtype):
     skip_without_reference(name)
     context = f"seed={SEED} sizes={SIZES}"
-    opt_t, params_t = run_case(TorchBackend(), name, kwargs, dtype, sizes_by_group=SIZES, seed=SEED)
+    try:
+        opt_t, params_t = run_case(
+            TorchBackend(), name, kwargs, dtype, sizes_by_group=SIZES, seed=SEED
+        )
+    except RuntimeError as error:
+        # torch refuses the configuration (its fused kernels take no complex
+        # parameters): numoptim must refuse it alike, with its message.
+        assert dtype.kind == "c", error
+        with pytest.raises(RuntimeError) as info:
+            run_case(NumpyBackend(), name, kwargs, dtype, sizes_by_group=SIZES, seed=SEED)
+        assert str(info.value) == str(error)
+        return
     opt_n, params_n = run_case(NumpyBackend(), name, kwargs, dtype, sizes_by_group=SIZES, seed=SEED)
-    if dtype is np.float32:
+    if dtype in EXACT:
         # float32 is held to torch's float32 result or, element by element, to being no
         # further from the exact (float64) run than torch is: see assert_close_or_closer.
         opt_x, params_x = run_case(
-            TorchBackend(), name, kwargs, np.float64, sizes_by_group=SIZES, seed=SEED
+            TorchBackend(), name, kwargs, EXACT[dtype], sizes_by_group=SIZES, seed=SEED
         )
         state_x = opt_x.state_dict()["state"]
 
@@ -68,6 +90,7 @@ def test_live_parity_on_fresh_inputs(case_id, name, kwargs, dtype):
                 if key == "step":
                     assert state_n[i][key].dtype == np.float32 and state_n[i][key] == expected
                 else:
+                    assert state_n[i][key].dtype == expected.dtype, key
                     check(state_n[i][key], expected, state_x[i][key], f"{key} {context}")
 
 
