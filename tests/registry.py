@@ -231,6 +231,12 @@ COMPLEX_DTYPES = ["complex64", "complex128"]
 COMPLEX_GROUP_SIZES = [[0, 1, 7], [2, 17]]
 
 
+def steps_complex(name: str, kwargs: dict) -> bool:
+    """Whether a configuration steps complex parameters: torch's fused kernels (fused=True)
+    refuse them, and numoptim with torch's error (checked in the parity tests)."""
+    return name in COMPLEX and not kwargs.get("fused")
+
+
 def complex_cases():
     """(case id, name, kwargs) for every configuration of the optimizers in COMPLEX."""
     for case in all_cases():
