@@ -3,8 +3,8 @@
 Dense groups of both dtypes, large enough for the threaded path, complex parameters,
 and row-sparse gradients. Run by tests/test_process.py and by CI on every Python (a
 process that had stepped once crashed at exit on Python 3.12 and 3.13), and on an
-installed wheel with
---bundled-openmp, which also checks that the OpenMP runtime in use is the wheel's own.
+installed wheel with --bundled-openmp, which also checks that the OpenMP runtime in use
+is the wheel's own.
 """
 
 import sys
