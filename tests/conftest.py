@@ -24,12 +24,32 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TOLERANCE = {np.dtype(np.float32): 2e-6, np.dtype(np.float64): 1e-12}
 
 
+def real_pairs(array) -> np.ndarray:
+    """A complex array as its real and imaginary parts (a last axis of 2), as
+    torch.view_as_real, the form the rules step; a real array itself."""
+    array = np.asarray(array)
+    if array.dtype.kind != "c":
+        return array
+    return np.stack([array.real, array.imag], axis=-1)
+
+
+def tolerance(dtype) -> float:
+    """The tolerance of a dtype; a complex one's is that of its parts."""
+    dtype = np.dtype(dtype)
+    return TOLERANCE[np.finfo(dtype).dtype if dtype.kind == "c" else dtype]
+
+
 def assert_close(actual, expected, dtype=None, what=""):
-    """Every element within the dtype's tolerance (relative, with an absolute floor)."""
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
+    """Every element within the dtype's tolerance (relative, with an absolute floor).
+
+    Complex arrays are compared part by part (real and imaginary), each part as a real.
+    """
+    complex_kinds = (np.asarray(actual).dtype.kind == "c", np.asarray(expected).dtype.kind == "c")
+    assert complex_kinds[0] == complex_kinds[1], f"{what}: complex and real compared"
+    actual = real_pairs(actual)
+    expected = real_pairs(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    tol = TOLERANCE[np.dtype(dtype or expected.dtype)]
+    tol = tolerance(dtype or expected.dtype)
     finite = expected[np.isfinite(expected)]
     scale = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
     np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale, err_msg=what)
@@ -45,8 +65,11 @@ def assert_close_or_closer(actual, expected, exact, what=""):
     Such an element passes when numoptim is no further from ``exact`` (torch's float64
     run on the same inputs) than torch's float32 result is, within the tolerance; every
     other element must be within the tolerance of torch's, as in assert_close.
+    Complex arrays (complex64, with a complex128 ``exact``) are compared part by part.
     """
-    actual, expected, exact = (np.asarray(a, dtype=np.float64) for a in (actual, expected, exact))
+    actual, expected, exact = (
+        np.asarray(real_pairs(a), dtype=np.float64) for a in (actual, expected, exact)
+    )
     assert actual.shape == expected.shape == exact.shape, what
     tol = TOLERANCE[np.dtype(np.float32)]
     finite = expected[np.isfinite(expected)]

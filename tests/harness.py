@@ -22,7 +22,14 @@ _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def hashed_values(seed: int, n: int, dtype, scale: float = 1.0) -> np.ndarray:
-    """n deterministic values in [-scale, scale) from splitmix64 of (seed, index)."""
+    """n deterministic values in [-scale, scale) from splitmix64 of (seed, index).
+
+    A complex dtype gets n values whose real and imaginary parts are the 2n hashed
+    reals of the same seed, in memory order (re, im, re, ...).
+    """
+    if np.dtype(dtype).kind == "c":
+        real = np.finfo(dtype).dtype
+        return hashed_values(seed, 2 * n, real, scale).view(dtype)
     with np.errstate(over="ignore"):
         x = np.arange(n, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -383,3 +390,51 @@ def run_case(
                 backend.set_grad(p, grad)
         opt.step()
     return opt, params
+
+
+def pack_results(results: dict[str, np.ndarray | str], dtype) -> dict[str, np.ndarray]:
+    """Many small named results (arrays of ``dtype`` or of real dtypes, or error messages)
+    as three arrays: each array of a zip archive costs a few hundred bytes of headers,
+    more than the small results themselves.
+
+    Returns {"values": the ``dtype`` arrays concatenated, "reals": the others, in
+    float64 (exact for float32 and float64), "layout": one "name\\tkind\\tshape" string
+    per result in order, where kind is "v", "r" or "e" (an error message in shape's
+    place)}. :func:`unpack_results` inverts it.
+    """
+    values, reals, layout = [], [], []
+    for name, result in results.items():
+        if isinstance(result, str):
+            layout.append(f"{name}\te\t{result}")
+            continue
+        result = np.asarray(result)
+        shape = ",".join(str(d) for d in result.shape)
+        if result.dtype == np.dtype(dtype):
+            values.append(result.reshape(-1))
+            layout.append(f"{name}\tv{result.dtype}\t{shape}")
+        else:
+            reals.append(result.astype(np.float64).reshape(-1))
+            layout.append(f"{name}\tr{result.dtype}\t{shape}")
+    return {
+        "values": np.concatenate(values) if values else np.zeros(0, dtype),
+        "reals": np.concatenate(reals) if reals else np.zeros(0),
+        "layout": np.array(layout),
+    }
+
+
+def unpack_results(values, reals, layout) -> dict[str, np.ndarray | str]:
+    """The named results of :func:`pack_results`, each in its own dtype and shape."""
+    out: dict[str, np.ndarray | str] = {}
+    taken = {"v": 0, "r": 0}
+    for line in layout.tolist():
+        name, kind, rest = line.split("\t", 2)
+        if kind == "e":
+            out[name] = rest
+            continue
+        shape = tuple(int(d) for d in rest.split(",") if d)
+        size = int(np.prod(shape, dtype=np.int64))
+        source = values if kind[0] == "v" else reals
+        start = taken[kind[0]]
+        out[name] = source[start : start + size].astype(np.dtype(kind[1:])).reshape(shape)
+        taken[kind[0]] = start + size
+    return out

@@ -290,6 +290,32 @@ ELEMENTWISE = [
 # parameter's own.
 GROUP_STEP = {"Adan", "AdamWScheduleFree", "SGDScheduleFree", "RAdamScheduleFree"}
 
+# Optimizers that step complex parameters, as torch.optim does (as the real pairs of
+# their memory, torch.view_as_real); every configuration of each runs in the complex
+# dtypes too. The optimizers beyond torch.optim are left out: their references do not
+# step complex parameters as real pairs (lion-pytorch cannot at all: torch.sign has no
+# complex version), so numoptim refuses them (tests/test_complex.py). LBFGS, Adafactor
+# and Muon have their own tests there.
+COMPLEX = [name for name in ELEMENTWISE if name not in ORACLES]
+COMPLEX_DTYPES = ["complex64", "complex128"]
+# The layout of the complex golden fixtures: the standard one's odd sizes, smaller, so
+# that fixtures of every configuration in both dtypes stay small.
+COMPLEX_GROUP_SIZES = [[0, 1, 7], [2, 17]]
+
+
+def steps_complex(name: str, kwargs: dict) -> bool:
+    """Whether a configuration steps complex parameters: torch's fused kernels (fused=True)
+    refuse them, and numoptim with torch's error (checked in the parity tests)."""
+    return name in COMPLEX and not kwargs.get("fused")
+
+
+def complex_cases():
+    """(case id, name, kwargs) for every configuration of the optimizers in COMPLEX."""
+    for case in all_cases():
+        if case[1] in COMPLEX:
+            yield case
+
+
 # Configurations that must be rejected: (name, kwargs, exception type, message start).
 INVALID: list[tuple[str, dict, type, str]] = [
     ("SGD", {"lr": -0.1}, ValueError, "Invalid learning rate: -0.1"),

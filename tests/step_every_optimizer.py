@@ -1,16 +1,17 @@
 """Steps every optimizer through each native entry point, then exits normally.
 
-Dense groups of both dtypes, large enough for the threaded path, and row-sparse
-gradients. Run by tests/test_process.py and by CI on every Python (a process that had
-stepped once crashed at exit on Python 3.12 and 3.13), and on an installed wheel with
---bundled-openmp, which also checks that the OpenMP runtime in use is the wheel's own.
+Dense groups of both dtypes, large enough for the threaded path, complex parameters,
+and row-sparse gradients. Run by tests/test_process.py and by CI on every Python (a
+process that had stepped once crashed at exit on Python 3.12 and 3.13), and on an
+installed wheel with --bundled-openmp, which also checks that the OpenMP runtime in use
+is the wheel's own.
 """
 
 import sys
 
 import numoptim
 import numpy as np
-from registry import ELEMENTWISE, TRAIN_MODE  # this script's folder is on sys.path
+from registry import COMPLEX, ELEMENTWISE, TRAIN_MODE  # this script's folder is on sys.path
 
 numoptim.set_num_threads(2)
 names = [*ELEMENTWISE, "Adafactor", "Muon"]
@@ -27,6 +28,16 @@ for name in names:
             optimizer.train()
         optimizer.step()
         optimizer.step()
+for name in COMPLEX:  # complex parameters, stepped as their real pairs
+    params = [
+        numoptim.Parameter(np.ones((256, 150), np.complex64)),
+        numoptim.Parameter(np.ones((3, 5), np.float32)),  # one group, one native call
+    ]
+    for p in params:
+        p.grad = np.full(p.shape, 0.5, p.dtype)
+    optimizer = getattr(numoptim, name)(params, lr=0.01)
+    optimizer.step()
+    optimizer.step()
 for name in ("Adam8bit", "AdamW8bit"):  # 8-bit state (threaded) and float32 state
     params = [
         numoptim.Parameter(np.ones((256, 300), np.float32)),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import assert_close, assert_close_or_closer
 from harness import NumpyBackend, TorchBackend, reference_available, run_case
-from registry import OPTIMIZERS, all_cases
+from registry import COMPLEX, COMPLEX_DTYPES, OPTIMIZERS, all_cases
 
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
@@ -30,18 +30,40 @@ def skip_without_reference(name: str) -> None:
         pytest.skip(f"the reference of {name} is not installed")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case_id,name,kwargs", CASES, ids=IDS)
+# The complex dtypes run every configuration of the optimizers that torch steps them
+# with (registry.COMPLEX), with the tolerances of their parts' dtypes.
+DTYPE_CASES = [
+    pytest.param(case_id, name, kwargs, np.dtype(dtype), id=f"{case_id}-{np.dtype(dtype)}")
+    for case_id, name, kwargs in CASES
+    for dtype in (np.float32, np.float64, *COMPLEX_DTYPES)
+    if np.dtype(dtype).kind != "c" or name in COMPLEX
+]
+# The dtype of the exact run a lower-precision result is held to.
+EXACT = {np.dtype(np.float32): np.float64, np.dtype(np.complex64): np.complex128}
+
+
+@pytest.mark.parametrize("case_id,name,kwargs,dtype", DTYPE_CASES)
 def test_live_parity_on_fresh_inputs(case_id, name, kwargs, dtype):
     skip_without_reference(name)
     context = f"seed={SEED} sizes={SIZES}"
-    opt_t, params_t = run_case(TorchBackend(), name, kwargs, dtype, sizes_by_group=SIZES, seed=SEED)
+    try:
+        opt_t, params_t = run_case(
+            TorchBackend(), name, kwargs, dtype, sizes_by_group=SIZES, seed=SEED
+        )
+    except RuntimeError as error:
+        # torch refuses the configuration (its fused kernels take no complex
+        # parameters): numoptim must refuse it alike, with its message.
+        assert dtype.kind == "c", error
+        with pytest.raises(RuntimeError) as info:
+            run_case(NumpyBackend(), name, kwargs, dtype, sizes_by_group=SIZES, seed=SEED)
+        assert str(info.value) == str(error)
+        return
     opt_n, params_n = run_case(NumpyBackend(), name, kwargs, dtype, sizes_by_group=SIZES, seed=SEED)
-    if dtype is np.float32:
+    if dtype in EXACT:
         # float32 is held to torch's float32 result or, element by element, to being no
         # further from the exact (float64) run than torch is: see assert_close_or_closer.
         opt_x, params_x = run_case(
-            TorchBackend(), name, kwargs, np.float64, sizes_by_group=SIZES, seed=SEED
+            TorchBackend(), name, kwargs, EXACT[dtype], sizes_by_group=SIZES, seed=SEED
         )
         state_x = opt_x.state_dict()["state"]
 
@@ -68,6 +90,7 @@ def test_live_parity_on_fresh_inputs(case_id, name, kwargs, dtype):
                 if key == "step":
                     assert state_n[i][key].dtype == np.float32 and state_n[i][key] == expected
                 else:
+                    assert state_n[i][key].dtype == expected.dtype, key
                     check(state_n[i][key], expected, state_x[i][key], f"{key} {context}")
 
 
@@ -88,13 +111,22 @@ def test_repr_and_state_dict_groups_match_torch(case_id, name, kwargs):
                 assert g_n[key] == value, key
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_torch_state_dict_loads_into_numoptim(name):
-    """A torch state dict with its tensors turned into arrays loads and continues alike."""
+STATE_DICT_CASES = [
+    pytest.param(name, np.dtype(dtype), id=f"{name}-{np.dtype(dtype)}")
+    for name in sorted(OPTIMIZERS)
+    for dtype in (np.float64, np.complex128)
+    if dtype is np.float64 or name in COMPLEX
+]
+
+
+@pytest.mark.parametrize("name,dtype", STATE_DICT_CASES)
+def test_torch_state_dict_loads_into_numoptim(name, dtype):
+    """A torch state dict with its tensors turned into arrays loads and continues alike
+    (complex state as complex arrays)."""
     skip_without_reference(name)
     kwargs = OPTIMIZERS[name][0]
-    opt_t, params_t = run_case(TorchBackend(), name, kwargs, np.float64, steps=3, none_grads={})
-    opt_n, params_n = run_case(NumpyBackend(), name, kwargs, np.float64, steps=0)
+    opt_t, params_t = run_case(TorchBackend(), name, kwargs, dtype, steps=3, none_grads={})
+    opt_n, params_n = run_case(NumpyBackend(), name, kwargs, dtype, steps=0)
 
     def to_numpy(value):
         if isinstance(value, torch.Tensor):
@@ -111,7 +143,7 @@ def test_torch_state_dict_loads_into_numoptim(name):
     opt_n.load_state_dict(to_numpy(opt_t.state_dict()))
     for group_t, group_n in zip(params_t, params_n):
         for i, (p_t, p_n) in enumerate(zip(group_t, group_n)):
-            grad = np.linspace(-1, 1, p_n.size)
+            grad = np.linspace(-1, 1, p_n.size) * (1 - 0.5j if dtype.kind == "c" else 1)
             p_t.grad = torch.from_numpy(grad.copy())
             p_n.grad = grad.copy()
     opt_t.step()
@@ -119,3 +151,46 @@ def test_torch_state_dict_loads_into_numoptim(name):
     for group_t, group_n in zip(params_t, params_n):
         for p_t, p_n in zip(group_t, group_n):
             assert_close(p_n, p_t.detach().numpy())
+
+
+@pytest.mark.parametrize("case_id,name,kwargs", [c[:3] for c in CASES if c[1] in COMPLEX][::7])
+def test_numoptim_complex_state_dict_loads_into_torch(case_id, name, kwargs):
+    """And the other way: numoptim's complex state, as tensors, continues in torch alike."""
+    if kwargs.get("fused"):
+        pytest.skip("torch's fused kernels take no complex parameters")
+    dtype = np.dtype(np.complex128)
+    opt_n, params_n = run_case(NumpyBackend(), name, kwargs, dtype, steps=3, none_grads={})
+    opt_t, params_t = run_case(TorchBackend(), name, kwargs, dtype, steps=0)
+
+    def to_torch(value):
+        if isinstance(value, np.ndarray):
+            return torch.from_numpy(value.copy())
+        if isinstance(value, dict):
+            return {k: to_torch(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [to_torch(v) for v in value]
+        return value
+
+    with torch.no_grad():
+        for group_t, group_n in zip(params_t, params_n):
+            for p_t, p_n in zip(group_t, group_n):
+                p_t.copy_(torch.from_numpy(np.array(p_n)))
+    state = opt_n.state_dict()
+    lr_arrays = [g for g in state["param_groups"] if isinstance(g["lr"], np.ndarray)]
+    if lr_arrays:
+        pytest.skip("an array lr loads as an array, not as torch's tensor")
+    opt_t.load_state_dict(to_torch(state))
+    for group_t, group_n in zip(params_t, params_n):
+        for p_t, p_n in zip(group_t, group_n):
+            grad = np.linspace(-1, 1, p_n.size) * (1 - 0.5j)
+            p_t.grad = torch.from_numpy(grad.copy())
+            p_n.grad = grad.copy()
+    opt_t.step()
+    opt_n.step()
+    for group_t, group_n in zip(params_t, params_n):
+        for p_t, p_n in zip(group_t, group_n):
+            assert_close(p_n, p_t.detach().numpy())
+    for entries in opt_t.state_dict()["state"].values():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor) and value.ndim:
+                assert value.dtype == torch.complex128, key

@@ -119,15 +119,16 @@ def test_parameter_bfloat16_by_name_without_ml_dtypes_says_what_to_install(witho
 @pytest.mark.parametrize(
     ("data", "dtype", "got"),
     [
-        (np.zeros(2, np.complex64), None, "complex64"),
+        (np.zeros(2, np.clongdouble), None, np.dtype(np.clongdouble).name),
         (np.zeros(2), np.int32, "int32"),
         (np.zeros(2, np.longdouble), None, np.dtype(np.longdouble).name),
     ],
 )
-def test_parameter_other_dtypes_rejected_naming_the_four_supported(data, dtype, got):
+def test_parameter_other_dtypes_rejected_naming_the_six_supported(data, dtype, got):
+    supported = "float32, float64, float16, bfloat16, complex64 and complex128"
     with pytest.raises(
         TypeError,
-        match=exactly(f"Parameter supports float32, float64, float16 and bfloat16 data, got {got}"),
+        match=exactly(f"Parameter supports {supported} data, got {got}"),
     ):
         Parameter(data, dtype=dtype)
 
@@ -137,7 +138,8 @@ def test_parameter_other_ml_dtypes_types_rejected():
     with pytest.raises(
         TypeError,
         match=exactly(
-            "Parameter supports float32, float64, float16 and bfloat16 data, got float8_e4m3fn"
+            "Parameter supports float32, float64, float16, bfloat16, complex64 and complex128 "
+            "data, got float8_e4m3fn"
         ),
     ):
         Parameter(np.zeros(2, ml_dtypes.float8_e4m3fn))
@@ -389,7 +391,8 @@ def test_bfloat16_state_loaded_into_float32_parameters_is_exact():
 
 def refusal(optimizer: str, index: int, dtype: str, shape: tuple[int, ...]) -> str:
     return exactly(
-        f"{optimizer} supports float32 and float64 parameters, but parameter {index} is "
+        f"{optimizer} supports float32, float64, complex64 and complex128 parameters, but "
+        f"parameter {index} is "
         f"an array of dtype {dtype} and shape {shape}"
     )
 

@@ -22,7 +22,7 @@ from harness import (
     run_case,
 )
 from numoptim import Parameter
-from registry import ELEMENTWISE, INVALID, OPTIMIZERS, all_cases
+from registry import ELEMENTWISE, INVALID, OPTIMIZERS, all_cases, steps_complex
 
 CASES = list(all_cases())
 IDS = [c[0] for c in CASES]
@@ -62,9 +62,18 @@ def test_invalid_hyperparameters(name, kwargs, exc, message):
     assert str(info.value).startswith(message)
 
 
-@pytest.mark.parametrize("case_id,name,kwargs", CASES, ids=IDS)
-def test_resume_from_checkpoint_is_bit_identical(case_id, name, kwargs, tmp_path):
-    dtype = np.float32
+# Resume runs every configuration in float32 and, where torch steps complex parameters
+# (registry.COMPLEX), in complex64 too: complex state saved, loaded and continued.
+RESUME_CASES = [
+    pytest.param(*case, np.dtype(dtype), id=f"{case[0]}-{np.dtype(dtype)}")
+    for case in CASES
+    for dtype in (np.float32, np.complex64)
+    if np.dtype(dtype).kind != "c" or steps_complex(case[1], case[2])
+]
+
+
+@pytest.mark.parametrize("case_id,name,kwargs,dtype", RESUME_CASES)
+def test_resume_from_checkpoint_is_bit_identical(case_id, name, kwargs, dtype, tmp_path):
     backend = NumpyBackend()
     full, _ = run_case(backend, name, kwargs, dtype, steps=12)
     first, _ = run_case(backend, name, kwargs, dtype, steps=5)
@@ -75,7 +84,12 @@ def test_resume_from_checkpoint_is_bit_identical(case_id, name, kwargs, tmp_path
     for g_new, g_old in zip(resumed.param_groups, first.param_groups):
         for p_new, p_old in zip(g_new["params"], g_old["params"]):
             p_new[...] = p_old
-    resumed.load_state_dict(numoptim.load(path))
+    loaded = numoptim.load(path)
+    saved = first.state_dict()["state"]
+    for i, entries in loaded["state"].items():  # complex state comes back complex
+        for key, value in entries.items():
+            assert np.asarray(value).dtype == np.asarray(saved[i][key]).dtype, key
+    resumed.load_state_dict(loaded)
     assert repr(resumed) == repr(first)
     for step in range(5, 12):
         for g, group in enumerate(params):
@@ -95,15 +109,25 @@ def test_pickle_and_deepcopy_preserve_everything(case_id, name, kwargs):
         assert_identical(snapshot(clone), snapshot(opt))
 
 
-@pytest.mark.parametrize(
-    "case_id,name,kwargs", ELEMENTWISE_CASES, ids=[c[0] for c in ELEMENTWISE_CASES]
-)
-def test_thread_count_does_not_change_results(case_id, name, kwargs, restore_threads):
-    sizes = [[200_003, 5], [70_001]]  # above the parallel threshold, odd sizes
+# float32 for every configuration; complex64 (as many reals, in half the elements) for
+# those of the optimizers that step complex parameters.
+THREAD_CASES = [
+    pytest.param(*case, np.dtype(np.float32), [[200_003, 5], [70_001]], id=case[0])
+    for case in ELEMENTWISE_CASES
+] + [
+    pytest.param(*case, np.dtype(np.complex64), [[100_001, 3], [35_001]], id=f"{case[0]}-complex64")
+    for case in ELEMENTWISE_CASES
+    if steps_complex(case[1], case[2])
+]
+
+
+@pytest.mark.parametrize("case_id,name,kwargs,dtype,sizes", THREAD_CASES)
+def test_thread_count_does_not_change_results(case_id, name, kwargs, dtype, sizes, restore_threads):
+    # Sizes above the parallel threshold, odd, and odd in reals for complex64 too.
     results = []
     for threads in (1, 2):
         numoptim.set_num_threads(threads)
-        opt, _ = run_case(NumpyBackend(), name, kwargs, np.float32, sizes_by_group=sizes, steps=4)
+        opt, _ = run_case(NumpyBackend(), name, kwargs, dtype, sizes_by_group=sizes, steps=4)
         results.append(snapshot(opt))
     assert_identical(results[0], results[1])
 
@@ -115,12 +139,13 @@ _DISPATCH_SCRIPT = textwrap.dedent(
     import numpy as np
     sys.path[:0] = json.loads(sys.argv[1])
     from harness import NONE_GRAD_STEPS, NumpyBackend, gradient, initial_values, run_case
-    from registry import ELEMENTWISE, OPTIMIZERS
+    from registry import ELEMENTWISE, OPTIMIZERS, steps_complex
     import numoptim
     digest = hashlib.sha256()
     for name in ELEMENTWISE:
         for kwargs in OPTIMIZERS[name]:
-            for dtype in (np.float32, np.float64, np.float16, ml_dtypes.bfloat16):
+            complex_dtypes = (np.complex64, np.complex128) if steps_complex(name, kwargs) else ()
+            for dtype in (np.float32, np.float64, np.float16, ml_dtypes.bfloat16, *complex_dtypes):
                 opt, params = run_case(NumpyBackend(), name, kwargs, dtype,
                                        sizes_by_group=[[0, 1, 7, 15, 16, 17, 33, 1023]], steps=6)
                 for p in params[0]:

@@ -22,11 +22,19 @@ def test_shares_memory_with_contiguous_float_array():
 def test_dtype_argument_and_conversions():
     assert Parameter([1, 2, 3]).dtype == np.float64
     assert Parameter([1, 2, 3], dtype=np.float32).dtype == np.float32
+    # Complex parameters share memory as real ones do (torch.optim steps them).
+    data = np.zeros(2, complex)
+    assert Parameter(data).dtype == np.complex128
+    assert np.shares_memory(Parameter(data), data)
+    assert Parameter([1 + 2j], dtype=np.complex64).dtype == np.complex64
     with pytest.raises(
         TypeError,
-        match="Parameter supports float32, float64, float16 and bfloat16 data, got complex128",
+        match=(
+            "Parameter supports float32, float64, float16, bfloat16, complex64 and complex128 "
+            f"data, got {np.dtype(np.clongdouble).name}"
+        ),
     ):
-        Parameter(np.zeros(2, complex))
+        Parameter(np.zeros(2, np.clongdouble))
 
 
 def test_identity_hash_and_elementwise_eq():

@@ -104,7 +104,8 @@ def test_integer_parameter_rejected():
     opt.param_groups[0]["params"][0] = bad
     with pytest.raises(
         TypeError,
-        match="numoptim optimizes float32, float64, float16 and bfloat16 arrays, but parameter 0 has dtype int64",
+        match="numoptim optimizes float32, float64, float16, bfloat16, complex64 and complex128 "
+        "arrays, but parameter 0 has dtype int64",
     ):
         opt.step()
 

@@ -199,6 +199,29 @@ Storage storage_of_array(const py::array& a) {
   return Storage::none;
 }
 
+Storage complex_storage_of_array(const py::array& a) {
+  if (has_dtype<std::complex<float>>(a)) return Storage::float32;
+  if (has_dtype<std::complex<double>>(a)) return Storage::float64;
+  return Storage::none;
+}
+
+namespace {
+
+// Fills a new state buffer with a rule's initial value. A complex buffer is filled as its
+// reals, so that both parts start at the value: torch starts Adagrad's `sum` and Rprop's
+// `step_size` of a complex parameter at complex(v, v), which its real view steps as v, v.
+void fill_initial(py::array& buffer, double initial, bool complex) {
+  if (initial == 0) return;  // state_zeros() zero-filled it
+  if (complex) {
+    const py::dtype real = py::dtype(buffer.itemsize() == 8 ? "float32" : "float64");
+    buffer.attr("view")(real).attr("fill")(initial);
+  } else {
+    buffer.attr("fill")(initial);
+  }
+}
+
+}  // namespace
+
 std::string describe(py::handle obj) {
   if (py::isinstance<py::array>(obj)) {
     py::array a = py::reinterpret_borrow<py::array>(obj);
@@ -292,10 +315,16 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
       throw py::type_error("optimizer can only optimize Parameters, but " + name.str() +
                            " is " + describe(p));
     const auto param = py::reinterpret_borrow<py::array>(p);
-    const Storage storage = storage_of_array(param);
+    Storage storage = storage_of_array(param);
+    bool complex = false;
+    if (storage == Storage::none) {
+      storage = complex_storage_of_array(param);
+      complex = storage != Storage::none;
+    }
     if (storage == Storage::none)
-      throw py::type_error("numoptim optimizes float32, float64, float16 and bfloat16 arrays, "
-                           "but " + name.str() + " has dtype " + dtype_str(param));
+      throw py::type_error("numoptim optimizes float32, float64, float16, bfloat16, complex64 "
+                           "and complex128 arrays, but " + name.str() + " has dtype " +
+                           dtype_str(param));
     check_layout(param, name, true);
     if (!py::isinstance<py::array>(grad_obj))
       throw py::type_error("the grad of " + name.str() + " must be a numpy.ndarray, got " +
@@ -310,7 +339,8 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
     check_layout(grad, Name{Name::grad, i}, false);
     // The loop reads grad[k] as it writes param[k]: a grad that overlaps its parameter
     // at an offset would be read after part of it was overwritten.
-    const std::size_t nbytes = static_cast<std::size_t>(param.size()) * item_size(storage);
+    const std::size_t nbytes =
+        static_cast<std::size_t>(param.size()) * item_size(storage) * (complex ? 2 : 1);
     const Span param_span = span_of(p, nbytes), grad_span = span_of(grad_obj, nbytes);
     if (grad_span.begin != param_span.begin && overlap(param_span, grad_span))
       throw py::value_error("the grad of " + name.str() +
@@ -322,6 +352,7 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
     e.grad = grad_obj;
     e.fresh = true;
     e.storage = storage;
+    e.complex = complex;
     e.nbytes = nbytes;
     PyObject* st = dict_item(state.ptr(), p.ptr());  // borrowed; no defaultdict insert
     if (st != nullptr) {
@@ -412,6 +443,7 @@ void create_flat_state(std::vector<Entry>& entries, py::dict state, const StateL
     if (stateless(entries[begin])) {
       while (end < entries.size() && stateless(entries[end]) &&
              entries[end].storage == entries[begin].storage &&
+             entries[end].complex == entries[begin].complex &&
              data_of_param(entries[end - 1]) + entries[end - 1].nbytes == data_of_param(entries[end]))
         ++end;
     }
@@ -422,7 +454,7 @@ void create_flat_state(std::vector<Entry>& entries, py::dict state, const StateL
       const auto dtype = py::reinterpret_borrow<py::array>(entries[begin].param).dtype();
       for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
         py::array flat = state_zeros(dtype, {static_cast<py::ssize_t>(total)});
-        if (layout.buffers[k].initial != 0) flat.attr("fill")(layout.buffers[k].initial);
+        fill_initial(flat, layout.buffers[k].initial, entries[begin].complex);
         std::size_t offset = 0;
         for (std::size_t i = begin; i < end; ++i) {
           Entry& e = entries[i];
@@ -479,7 +511,7 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
       py::array buffer =
           state_zeros(master ? py::dtype::of<float>() : param.dtype(),
                       std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
-      if (layout.buffers[k].initial != 0) buffer.attr("fill")(layout.buffers[k].initial);
+      fill_initial(buffer, layout.buffers[k].initial, e.complex);
       // With master weights, from the master: the parameter's value, exactly.
       if (layout.buffers[k].copy_param)
         buffer.attr("__setitem__")(py::ellipsis(), master ? py::object(e.master) : py::object(param));

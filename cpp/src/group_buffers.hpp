@@ -11,6 +11,7 @@
 #include <pybind11/pybind11.h>
 
 #include <array>
+#include <complex>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
@@ -115,6 +116,12 @@ constexpr Storage storage_of = std::is_same_v<T, float>      ? Storage::float32
 // The storage type of an array, or Storage::none for any other dtype.
 Storage storage_of_array(const py::array& a);
 
+// The real storage under a complex64 (float32) or complex128 (float64) array, or
+// Storage::none for any other dtype. The rules step a complex tensor of n elements as
+// the 2n reals of its memory (re, im, re, ...), as torch.optim does through
+// torch.view_as_real: no rule knows about complex numbers.
+Storage complex_storage_of_array(const py::array& a);
+
 // Whether a parameter of this storage steps on a float32 master copy under `layout`.
 inline bool uses_master(const StateLayout& layout, Storage storage) {
   return layout.master && (storage == Storage::float16 || storage == Storage::bfloat16);
@@ -130,7 +137,8 @@ struct Entry {
   std::array<py::object, 4> scalars;  // 0-d float32 state in layout order
   bool fresh;                         // no state yet: this is the parameter's first step
   py::object master;                  // the float32 master copy (master weights), or null
-  Storage storage;                    // the dtype of the parameter, its grad and state
+  Storage storage;                    // the (real) dtype the rule steps: see `complex`
+  bool complex = false;               // complex parameter, grad and state, stepped as reals
   std::size_t nbytes;                 // of the parameter, and so of its grad
 };
 
@@ -185,7 +193,6 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
   Gathered<T, N> out;
   for (const Entry& e : entries) {
     if (e.storage != storage_of<T>) continue;
-    const auto param = py::reinterpret_borrow<py::array>(e.param);
     std::array<T*, N> b{};
     b[0] = data_of<T>(e.param);
     b[1] = data_of<T>(e.grad);
@@ -194,7 +201,7 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
     std::array<float*, 4> s{};
     for (std::size_t k = 0; k < layout.scalars.size(); ++k) s[k] = data_of<float>(e.scalars[k]);
     out.tensors.buffers.push_back(b);
-    out.tensors.sizes.push_back(static_cast<std::size_t>(param.size()));
+    out.tensors.sizes.push_back(e.nbytes / sizeof(T));  // 2 reals per complex element
     out.scalar_state.push_back(s);
     out.fresh.push_back(e.fresh);
   }

@@ -10,6 +10,9 @@ parameters only. torch steps float16 and bfloat16 ones too, but their NumPy code
 neither written nor tested to round in those dtypes as torch does, and would run anyway,
 so numoptim refuses such parameters with a TypeError, when they are added and again at
 each step before anything is written, rather than step them differently from torch.
+Complex parameters are taken where torch takes them: LBFGS steps them as their real
+pairs, and Adafactor and Muon raise torch's RuntimeError at the step (where torch
+raises), before anything is written.
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ from .sparse import RowSparseGrad
 # The state a parameter needs: key -> (shape, dtype) of the array kept there.
 StateLayout = Callable[[np.ndarray], dict[str, tuple[tuple[int, ...], np.dtype]]]
 
-# The parameter dtypes that the NumPy optimizers step.
-NUMPY_STEP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The parameter dtypes that the NumPy optimizers accept (complex ones as torch does).
+NUMPY_STEP_DTYPES = (
+    np.dtype(np.float32),
+    np.dtype(np.float64),
+    np.dtype(np.complex64),
+    np.dtype(np.complex128),
+)
 
 
 def _describe(obj: Any) -> str:
@@ -43,11 +51,13 @@ def check_param_dtype(p: Any, index: int, name: str) -> None:
         name: the optimizer's class name, for the message.
 
     Raises:
-        TypeError: ``p`` is not a float32 or float64 array (float16 and bfloat16 included).
+        TypeError: ``p`` is not a float32, float64, complex64 or complex128 array (float16
+            and bfloat16 included).
     """
     if not isinstance(p, np.ndarray) or p.dtype not in NUMPY_STEP_DTYPES:
         raise TypeError(
-            f"{name} supports float32 and float64 parameters, but parameter {index} is "
+            f"{name} supports float32, float64, complex64 and complex128 parameters, but "
+            f"parameter {index} is "
             f"{_describe(p)}"
         )
 
@@ -86,7 +96,7 @@ def check_step_inputs(optimizer, name: str, state_layout: StateLayout) -> None:
         state_layout: the arrays a parameter's state holds once created.
 
     Raises:
-        RuntimeError: a row-sparse gradient (torch's message).
+        RuntimeError: a complex parameter or a row-sparse gradient (torch's messages).
         TypeError: a parameter, gradient or state entry of the wrong type or dtype
             (parameters of float16 or bfloat16 included).
         ValueError: one of the wrong shape, or read-only where it is written.
@@ -97,6 +107,8 @@ def check_step_inputs(optimizer, name: str, state_layout: StateLayout) -> None:
             if grad is None:
                 continue
             what = f"parameter {index}"
+            if isinstance(p, np.ndarray) and p.dtype.kind == "c":
+                raise RuntimeError(f"{name} does not support complex parameters")
             if isinstance(grad, RowSparseGrad):
                 raise RuntimeError(f"{name} does not support sparse gradients")  # noqa: TRY004
             check_param_dtype(p, index, name)

@@ -58,6 +58,27 @@ def check_flags(*, foreach=None, fused=None, capturable=False, differentiable=Fa
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
 
+# The devices torch's fused optimizers name in their error for a parameter they cannot step.
+_FUSED_DEVICES = "['mps', 'cuda', 'xpu', 'hpu', 'cpu', 'mtia', 'privateuseone']"
+
+
+def check_fused_params(group: dict[str, Any]) -> None:
+    """torch's error for a complex parameter (with a gradient) in a ``fused=True`` group.
+
+    torch's fused kernels step real floating point tensors only, and its fused SGD,
+    Adam, AdamW and Adagrad raise at the step; numoptim has one native path, which
+    could step them, but follows torch, before anything is written.
+    """
+    if not group.get("fused"):
+        return
+    for p in group["params"]:
+        if p.grad is not None and p.dtype.kind == "c":
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices: {_FUSED_DEVICES} but torch.{p.dtype} and cpu"
+            )
+
+
 # A hyperparameter as a Python float. `float` itself rather than a function that calls
 # it: it runs several times per step.
 scalar = float
@@ -93,6 +114,30 @@ class NativeOptimizer(Optimizer):
     # ``differentiable`` to ``defaults``, and copying every default would give the
     # groups keys torch's do not have (SparseAdam's ``differentiable``).
     _load_defaults: tuple[tuple[str, Any], ...] = ()
+
+    # Whether complex parameters are refused. torch.optim's optimizers step them as the
+    # real pairs of their memory (numoptim's native path does the same); the references
+    # of the optimizers beyond torch.optim do not (lion-pytorch cannot at all:
+    # torch.sign has no complex version), so those refuse them when they are added.
+    _real_only: bool = False
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a parameter group, as :meth:`Optimizer.add_param_group`.
+
+        Raises:
+            TypeError: as the base class, or a complex parameter for an optimizer beyond
+                torch.optim; the group is refused before anything is modified.
+        """
+        super().add_param_group(param_group)
+        if not self._real_only:
+            return
+        for index, p in enumerate(self.param_groups[-1]["params"]):
+            if p.dtype.kind == "c":
+                self.param_groups.pop()
+                raise TypeError(
+                    f"{type(self).__name__} does not support complex parameters, but "
+                    f"parameter {index} has dtype {p.dtype}"
+                )
 
     def _sparse_grad_message(self) -> str:
         if self._sparse_grad_error is not None:

@@ -57,7 +57,9 @@ class Adafactor(Float32Or64Only, Optimizer):
     State per parameter: ``step`` (0-d float32), and ``row_var`` and ``col_var``, or
     ``variance``. The work is NumPy array arithmetic, vectorized per tensor, on float32
     and float64 parameters only: float16 and bfloat16 ones, which torch steps, raise
-    TypeError when added and at each step.
+    TypeError when added and at each step; a complex one raises torch's
+    ``RuntimeError("Adafactor does not support complex parameters")`` at the step, once
+    it has a gradient, before anything is written.
 
     Args:
         params: float32 or float64 parameters or parameter groups (see :class:`Optimizer`).

@@ -5,11 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
+from ._native import NativeOptimizer, check_flags, check_fused_params, check_lr, lr_value, scalar
 from .optimizer import ParamsT
 from .sparse import RowSparseGrad
 
 __all__ = ["Adagrad"]
+
+
+def _fill_sum(total: np.ndarray, value: float) -> None:
+    """Fills a new ``sum`` with ``initial_accumulator_value``.
+
+    A complex ``sum`` starts at ``complex(value, value)``, as torch's: both halves of
+    the real pairs that the rule steps start at the value.
+    """
+    if total.dtype.kind == "c":
+        total = total.view(np.finfo(total.dtype).dtype)
+    total.fill(value)
 
 
 class Adagrad(NativeOptimizer):
@@ -104,9 +115,10 @@ class Adagrad(NativeOptimizer):
                 # copy is made on the first step).
                 float32 = master_weights and p.dtype.itemsize == 2
                 state["sum"] = _core.state_zeros(p.shape, np.float32 if float32 else p.dtype)
-                state["sum"].fill(initial_accumulator_value)
+                _fill_sum(state["sum"], initial_accumulator_value)
 
     def _step_group(self, group, defer: bool):
+        check_fused_params(group)
         options = {
             "lr": lr_value(group["lr"]),
             "lr_decay": scalar(group["lr_decay"]),
@@ -182,7 +194,7 @@ class Adagrad(NativeOptimizer):
         if not state:
             state["step"] = np.array(0.0, dtype=np.float32)
             state["sum"] = _core.state_zeros(p.shape, p.dtype)
-            state["sum"].fill(self.defaults["initial_accumulator_value"])
+            _fill_sum(state["sum"], self.defaults["initial_accumulator_value"])
         step = state["step"]
         step += np.float32(1)
         clr = lr / (1 + (float(step) - 1) * lr_decay)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, check_adam_family, check_flags, scalar
+from ._native import NativeOptimizer, check_adam_family, check_flags, check_fused_params, scalar
 from .optimizer import ParamsT
 
 __all__ = ["Adam"]
@@ -130,6 +130,7 @@ class Adam(NativeOptimizer):
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
+        check_fused_params(group)
         beta1, beta2 = group["betas"]
         lr = group["lr"]
         if isinstance(lr, np.ndarray):

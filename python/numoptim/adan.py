@@ -57,6 +57,8 @@ class Adan(NativeOptimizer):
             (default False; in the groups only when True).
     """
 
+    _real_only = True  # as its reference (see NativeOptimizer)
+
     _param_shaped_state = ("exp_avg", "exp_avg_sq", "exp_avg_diff", "neg_pre_grad")
     _load_defaults = (("no_prox", False), ("caution", False))
 

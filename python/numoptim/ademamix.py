@@ -66,6 +66,8 @@ class AdEMAMix(NativeOptimizer):
             (default False; in the groups only when True).
     """
 
+    _real_only = True  # as its reference (see NativeOptimizer)
+
     _param_shaped_state = ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq")
 
     def __init__(

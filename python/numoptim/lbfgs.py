@@ -186,6 +186,23 @@ def _as_state_scalar(value: Any) -> Any:
     return np.asarray(value) if isinstance(value, np.generic) else value
 
 
+def _real_dtype(dtype: np.dtype) -> np.dtype:
+    """float32 for complex64, float64 for complex128; a real dtype itself."""
+    return np.finfo(dtype).dtype if dtype.kind == "c" else dtype
+
+
+def _real_size(p: np.ndarray) -> int:
+    """The number of reals in ``p``: two per complex element, as torch's LBFGS counts."""
+    return 2 * p.size if p.dtype.kind == "c" else p.size
+
+
+def _real_flat(a: np.ndarray) -> np.ndarray:
+    """``a`` flattened, a complex array as its real pairs (re, im, ...), as
+    ``torch.view_as_real(a).view(-1)``: a view of a C-contiguous array, else a copy."""
+    flat = np.asarray(a).reshape(-1)
+    return flat.view(_real_dtype(flat.dtype)) if flat.dtype.kind == "c" else flat
+
+
 class LBFGS(Float32Or64Only, Optimizer):
     """L-BFGS (Nocedal, 1980; Liu & Nocedal, 1989), as ``torch.optim.LBFGS``.
 
@@ -210,8 +227,10 @@ class LBFGS(Float32Or64Only, Optimizer):
         ...     return 0.5 * float(r @ r)
         >>> first_loss = opt.step(closure)
 
-    Parameters must be float32 or float64: float16 and bfloat16 ones, which torch steps,
-    raise TypeError when added and at each step, before the closure is called.
+    Parameters must be float32, float64, complex64 or complex128: float16 and bfloat16
+    ones, which torch steps, raise TypeError when added and at each step, before the
+    closure is called. As in torch, a complex parameter is optimized as its real pairs
+    (``torch.view_as_real``): the flat gradient and the state vectors are real.
 
     There is one parameter group only, and all the state lives under the first
     parameter, with torch's keys: ``func_evals``, ``n_iter`` (ints), ``d``, ``t``,
@@ -220,7 +239,7 @@ class LBFGS(Float32Or64Only, Optimizer):
     parameters together.
 
     Args:
-        params: the float32 or float64 parameters (a single group).
+        params: the float32, float64, complex64 or complex128 parameters (a single group).
         lr: learning rate, a float or a 1-element array (default 1).
         max_iter: maximal number of iterations per :meth:`step` (default 20).
         max_eval: maximal number of closure evaluations per :meth:`step`
@@ -232,7 +251,7 @@ class LBFGS(Float32Or64Only, Optimizer):
 
     Raises:
         ValueError: an invalid lr, or more than one parameter group.
-        TypeError: a parameter that is not float32 or float64.
+        TypeError: a parameter that is not float32, float64, complex64 or complex128.
     """
 
     _name = "LBFGS"
@@ -283,7 +302,7 @@ class LBFGS(Float32Or64Only, Optimizer):
         for index, p in enumerate(self._params):
             grad = p.grad
             if grad is None:
-                views.append(np.zeros(p.size, dtype=p.dtype))
+                views.append(np.zeros(_real_size(p), dtype=_real_dtype(p.dtype)))
                 continue
             what = f"the grad of parameter {index}"
             if not isinstance(grad, (np.ndarray, RowSparseGrad)):
@@ -297,9 +316,9 @@ class LBFGS(Float32Or64Only, Optimizer):
                     f"{what} has shape {tuple(grad.shape)} but the parameter has shape {p.shape}"
                 )
             if isinstance(grad, RowSparseGrad):
-                views.append(grad.to_dense().reshape(-1))
+                views.append(_real_flat(grad.to_dense()))
             else:
-                views.append(grad.reshape(-1))
+                views.append(_real_flat(grad))
         return np.concatenate(views)
 
     def _check_state(self, state: dict[str, Any], history_size: int) -> None:
@@ -309,7 +328,7 @@ class LBFGS(Float32Or64Only, Optimizer):
             TypeError: an entry of the wrong type.
             ValueError: a vector of the wrong size, or histories of different lengths.
         """
-        numel = sum(p.size for p in self._params)
+        numel = sum(_real_size(p) for p in self._params)
 
         def check_vector(key: str, value: Any) -> None:
             if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
@@ -360,9 +379,11 @@ class LBFGS(Float32Or64Only, Optimizer):
         """p += step_size * update, for each parameter's slice of the flat ``update``."""
         offset = 0
         for p in self._params:
-            numel = p.size
+            # A complex parameter is stepped as its real pairs (torch's view_as_real).
+            real = _real_flat(p) if p.dtype.kind == "c" else p
+            numel = real.size
             # The step size is rounded to the parameter's dtype first, as torch's alpha.
-            p += update[offset : offset + numel].reshape(p.shape) * p.dtype.type(step_size)
+            real += update[offset : offset + numel].reshape(real.shape) * real.dtype.type(step_size)
             offset += numel
 
     def _clone_param(self) -> list[np.ndarray]:

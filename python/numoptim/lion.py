@@ -47,6 +47,7 @@ class Lion(NativeOptimizer):
     """
 
     _param_shaped_state = ("exp_avg",)
+    _real_only = True
 
     def __init__(
         self,

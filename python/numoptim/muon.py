@@ -137,7 +137,9 @@ class Muon(Float32Or64Only, Optimizer):
     ``__repr__`` and ``state_dict`` stay exactly torch's.
 
     Parameters must be float32 or float64: float16 and bfloat16 ones, which torch steps,
-    raise TypeError when added and at each step.
+    raise TypeError when added and at each step. A complex one raises torch's
+    ``RuntimeError("Muon does not support complex parameters")`` at the step, once it
+    has a gradient, before anything is written.
 
     Args:
         params: 2-D float32 or float64 parameters or parameter groups (see :class:`Optimizer`).
@@ -153,7 +155,7 @@ class Muon(Float32Or64Only, Optimizer):
 
     Raises:
         ValueError: an invalid hyperparameter, or a parameter that is not 2-D.
-        TypeError: a parameter that is not float32 or float64.
+        TypeError: a parameter that is not float32 or float64 (complex ones: see above).
     """
 
     _name = "Muon"

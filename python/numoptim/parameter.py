@@ -15,8 +15,14 @@ from .sparse import RowSparseGrad
 __all__ = ["Parameter"]
 
 # The dtypes a Parameter may hold, as its error message names them.
-SUPPORTED_DTYPES = "float32, float64, float16 and bfloat16"
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+SUPPORTED_DTYPES = "float32, float64, float16, bfloat16, complex64 and complex128"
+_FLOAT_DTYPES = (
+    np.dtype(np.float32),
+    np.dtype(np.float64),
+    np.dtype(np.float16),
+    np.dtype(np.complex64),
+    np.dtype(np.complex128),
+)
 
 
 def bfloat16_dtype(purpose: str) -> np.dtype:
@@ -54,7 +60,8 @@ def is_bfloat16(dtype: np.dtype) -> bool:
 
 
 def is_supported_dtype(dtype: np.dtype) -> bool:
-    """Whether a Parameter may hold ``dtype``: float32, float64, float16 or bfloat16."""
+    """Whether a Parameter may hold ``dtype``: float32, float64, float16, bfloat16,
+    complex64 or complex128."""
     return dtype in _FLOAT_DTYPES or is_bfloat16(dtype)
 
 
@@ -151,14 +158,17 @@ class Parameter(np.ndarray):
     object hashes by identity, so it can key ``optimizer.state`` as a torch tensor does,
     while ``==`` stays NumPy's elementwise comparison.
 
-    The supported dtypes are float32, float64, float16 and ``ml_dtypes.bfloat16``.
-    bfloat16 needs the optional package ml_dtypes (``pip install ml_dtypes``), which
-    numoptim imports only when bfloat16 is asked for by name.
+    The supported dtypes are float32, float64, float16, ``ml_dtypes.bfloat16``,
+    complex64 and complex128. bfloat16 needs the optional package ml_dtypes (``pip
+    install ml_dtypes``), which numoptim imports only when bfloat16 is asked for by name.
+    As in torch.optim, a complex parameter is stepped as the real pairs of its memory
+    (``torch.view_as_real``), with its state in its complex dtype.
 
     Args:
         data: array_like holding the initial values.
-        dtype: float32, float64, float16 or bfloat16 (``ml_dtypes.bfloat16`` or the string
-            ``"bfloat16"``); by default that of ``data`` (float64 for Python numbers).
+        dtype: float32, float64, float16, bfloat16 (``ml_dtypes.bfloat16`` or the string
+            ``"bfloat16"``), complex64 or complex128; by default that of ``data`` (float64
+            for Python numbers).
 
     Raises:
         TypeError: the data (or ``dtype``) is of another dtype.

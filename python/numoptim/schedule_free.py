@@ -29,6 +29,8 @@ class _ScheduleFree(NativeOptimizer):
     momentum) and ``_schedule`` (a group's lr for this step and the rule's options).
     """
 
+    _real_only = True  # as their references (see NativeOptimizer)
+
     def _averaging(self, group: dict[str, Any]) -> float:
         raise NotImplementedError
 

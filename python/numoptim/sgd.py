@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, check_flags, check_lr, lr_value, scalar
+from ._native import NativeOptimizer, check_flags, check_fused_params, check_lr, lr_value, scalar
 from .optimizer import ParamsT
 from .parameter import Parameter
 
@@ -94,6 +94,7 @@ class SGD(NativeOptimizer):
         super().__init__(params, defaults)
 
     def _step_group(self, group, defer: bool):
+        check_fused_params(group)
         lr, momentum = lr_value(group["lr"]), scalar(group["momentum"])
         weight_decay, maximize = scalar(group["weight_decay"]), bool(group["maximize"])
         fused = bool(group.get("fused"))

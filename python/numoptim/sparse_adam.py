@@ -41,6 +41,7 @@ class SparseAdam(NativeOptimizer):
         maximize: maximize the objective instead of minimizing it (default False).
 
     Raises:
+        ValueError: a complex parameter (torch's message).
         RuntimeError: at ``step``, a parameter has a dense (ndarray) gradient.
     """
 
@@ -66,8 +67,20 @@ class SparseAdam(NativeOptimizer):
             raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
         defaults = {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize}
         super().__init__(params, defaults)
-        # torch rejects sparse and complex parameters here; a numoptim Parameter is
-        # always a dense float32 or float64 array, which the base class has checked.
+        # torch rejects sparse and complex parameters here (a numoptim Parameter is always
+        # dense), listing them as [group, position] pairs, and only here: a group added
+        # later is not checked.
+        complex_params = [
+            [group_index, index]
+            for group_index, group in enumerate(self.param_groups)
+            for index, p in enumerate(group["params"])
+            if p.dtype.kind == "c"
+        ]
+        if complex_params:
+            raise ValueError(
+                f"Complex params at indices {complex_params}: SparseAdam does not support "
+                "complex parameters"
+            )
 
     def _step_group(self, group: dict[str, Any], defer: bool):
         beta1, beta2 = group["betas"]

@@ -45,6 +45,23 @@ def _native(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def _real_dtype(dtype: np.dtype) -> np.dtype:
+    """float32 for complex64, float64 for complex128; a real dtype itself."""
+    return np.finfo(dtype).dtype if dtype.kind == "c" else dtype
+
+
+def _norm_input(tensor: Any) -> np.ndarray:
+    """What the native norm reduces: the array, or a complex array's magnitudes.
+
+    As ``torch.linalg.vector_norm``, the norm of complex values is that of their
+    magnitudes ``|z|`` (in the real dtype: float32 for complex64), for every order.
+    """
+    array = np.asarray(tensor)
+    if array.dtype.kind == "c":
+        return np.abs(array)
+    return _native(array)
+
+
 def _finish(reduced: np.ndarray, p: float) -> np.ndarray:
     """The p-norms from their reductions (see grad_norm.hpp), in float64."""
     if p == 2:
@@ -70,8 +87,9 @@ def get_total_norm(
     """The norm of the norms of ``tensors``, as ``torch.nn.utils.get_total_norm``.
 
     Args:
-        tensors: an array or an iterable of arrays (float32, float64, float16 or
-            bfloat16), typically gradients.
+        tensors: an array or an iterable of arrays (float32, float64, float16, bfloat16,
+            complex64 or complex128, whose norm is that of the magnitudes), typically
+            gradients.
         norm_type: the order of the norm: any float, ``inf`` or ``-inf`` (default 2).
         error_if_nonfinite: raise when the total norm is NaN or infinite.
         foreach: accepted for torch's signature; there is one native path.
@@ -95,9 +113,9 @@ def get_total_norm(
             f"linalg.vector_norm cannot compute the {name} norm on an empty tensor because "
             "the operation does not have an identity"
         )
-    reduced = _core.norm_reductions([_native(np.asarray(t)) for t in tensors], norm_type)
+    reduced = _core.norm_reductions([_norm_input(t) for t in tensors], norm_type)
     norms = _finish(reduced, norm_type)
-    dtypes = [np.asarray(t).dtype for t in tensors]
+    dtypes = [_real_dtype(np.asarray(t).dtype) for t in tensors]
     # Each tensor's norm in its dtype, as torch's per-tensor norms, then their norm.
     norms = np.array([dtype.type(n) for n, dtype in zip(norms, dtypes)], dtype=np.float64)
     dtype = _result_dtype(dtypes)
@@ -125,12 +143,17 @@ def _scale(grads: list[np.ndarray], coefficient: np.ndarray) -> None:
             seen.add(id(g))
         else:
             other.append(g)
-    _core.scale_arrays(native, float(coefficient))
+    _core.scale_arrays([_real_view(g) for g in native], float(coefficient))
     for g in other:
         if g.flags.c_contiguous and g.flags.aligned:
-            _core.scale_arrays([g], float(coefficient))
+            _core.scale_arrays([_real_view(g)], float(coefficient))
         else:
-            np.multiply(g, coefficient.astype(g.dtype), out=g)
+            np.multiply(g, coefficient.astype(_real_dtype(g.dtype)), out=g)
+
+
+def _real_view(g: np.ndarray) -> np.ndarray:
+    """A C-contiguous complex array as the reals of its memory (scaled alike); else g."""
+    return g.view(_real_dtype(g.dtype)) if g.dtype.kind == "c" else g
 
 
 def clip_grads_with_norm_(
@@ -208,13 +231,19 @@ def clip_grad_value_(parameters: Any, clip_value: float, foreach: bool | None = 
         parameters: a parameter or an iterable of parameters.
         clip_value: the largest magnitude a gradient element may have.
         foreach: accepted for torch's signature.
+
+    Raises:
+        NotImplementedError: a complex gradient (torch's clamp has none), before any
+            gradient is clipped.
     """
     del foreach
     clip_value = float(clip_value)
-    for p in _as_list(parameters):
-        if p.grad is not None:
-            g = p.grad
-            np.clip(g, g.dtype.type(-clip_value), g.dtype.type(clip_value), out=g)
+    grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
+    # torch's clamp has no complex version; checked before any gradient is clipped.
+    if any(g.dtype.kind == "c" for g in grads):
+        raise NotImplementedError("clamp is not supported for complex types")
+    for g in grads:
+        np.clip(g, g.dtype.type(-clip_value), g.dtype.type(clip_value), out=g)
 
 
 def parameters_to_vector(parameters: Iterable[np.ndarray]) -> np.ndarray:
@@ -270,7 +299,8 @@ def flat_parameters(arrays: Iterable[Any]) -> list[Parameter]:
     bit those of ordinary parameters with the same values.
 
     Args:
-        arrays: array-likes of float32, float64, float16 or bfloat16 values.
+        arrays: array-likes of float32, float64, float16, bfloat16, complex64 or
+            complex128 values.
 
     Returns:
         The Parameters, in the order of ``arrays``.
