@@ -24,9 +24,16 @@ def test_matches_torch_fixture(case_id, name, kwargs, dtype):
     index = case_id.rsplit("-", 1)[1]
     prefix = f"{index}/{dtype}/"
     opt, params = run_case(NumpyBackend(), name, kwargs, np.dtype(dtype))
+    check_results(opt, params, expected, prefix, dtype)
+
+
+def check_results(opt, params, expected, prefix, dtype):
+    """Every parameter and state entry of `opt` against the fixture's, under `prefix`:
+    the same dtypes, the same state keys, `step` exactly."""
     for g, group in enumerate(params):
         for j, p in enumerate(group):
             key = f"{prefix}p{g}.{j}"
+            assert p.dtype == expected[key].dtype == np.dtype(dtype)
             assert_close(p, expected[key], what=key)
     state = opt.state_dict()["state"]
     stored = {k[len(prefix) :] for k in expected if k.startswith(prefix + "s")}
@@ -40,6 +47,7 @@ def test_matches_torch_fixture(case_id, name, kwargs, dtype):
             assert value.dtype == np.float32 and value.shape == ()
             assert value == expected_value
         else:
+            assert value.dtype == expected_value.dtype, key  # complex buffers too
             assert_close(value, expected_value, dtype=np.dtype(dtype), what=prefix + key)
 
 
@@ -87,22 +95,4 @@ def test_complex_matches_torch_fixture(case_id, name, kwargs, dtype):
         assert str(info.value) == expected[f"{index}/error"]
         return
     opt, params = run()
-    prefix = f"{index}/"
-    for g, group in enumerate(params):
-        for j, p in enumerate(group):
-            key = f"{prefix}p{g}.{j}"
-            assert p.dtype == expected[key].dtype == np.dtype(dtype)
-            assert_close(p, expected[key], what=key)
-    state = opt.state_dict()["state"]
-    stored = {k[len(prefix) :] for k in expected if k.startswith(prefix + "s")}
-    produced = {f"s{i}/{key}" for i, entries in state.items() for key in entries}
-    assert produced == stored, "state keys differ from torch's"
-    for key in stored:
-        i, entry = key[1:].split("/", 1)
-        value = state[int(i)][entry]
-        expected_value = expected[prefix + key]
-        assert value.dtype == expected_value.dtype, key  # complex buffers, float32 scalars
-        if entry == "step":
-            assert value.shape == () and value == expected_value
-        else:
-            assert_close(value, expected_value, dtype=np.dtype(dtype), what=prefix + key)
+    check_results(opt, params, expected, f"{index}/", dtype)

@@ -93,6 +93,29 @@ def lr_value(lr: Any) -> float:
     return lr if type(lr) is float else float(np.asarray(lr).reshape(()))
 
 
+def add_flags(defaults: dict[str, Any], **flags: bool) -> dict[str, Any]:
+    """``defaults`` with each flag beyond the reference's (``maximize``,
+    ``master_weights``) added only when True, so that the default repr and state dict
+    stay the reference's."""
+    defaults.update((key, True) for key, value in flags.items() if value)
+    return defaults
+
+
+def then(write: Callable[[], None] | None, count: Callable[[], None]) -> Callable[[], None] | None:
+    """A native step's result, with ``count`` (advancing the group's own counters) run
+    after its write: at once when the step was written (``write`` is None), else inside
+    the returned deferred write, so that a step that raises advances nothing."""
+    if write is None:
+        count()
+        return None
+
+    def write_and_count() -> None:
+        write()
+        count()
+
+    return write_and_count
+
+
 class NativeOptimizer(Optimizer):
     """An optimizer whose ``step`` runs one native call per parameter group.
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, check_lr, lr_value, scalar
+from ._native import NativeOptimizer, add_flags, check_lr, lr_value, scalar, then
 from .optimizer import ParamsT
 
 __all__ = ["Adan"]
@@ -97,11 +97,9 @@ class Adan(NativeOptimizer):
             "caution": caution,
             "foreach": foreach,
         }
-        if maximize:
-            defaults["maximize"] = True
-        if master_weights:
-            defaults["master_weights"] = True
-        super().__init__(params, defaults)
+        super().__init__(
+            params, add_flags(defaults, maximize=maximize, master_weights=master_weights)
+        )
 
     def _step_group(self, group, defer: bool):
         if group.get("caution"):
@@ -123,15 +121,7 @@ class Adan(NativeOptimizer):
             bool(group.get("master_weights", False)),
             defer,
         )
-        if not defer:
-            group["step"] = step
-            return None
-
-        def write_and_count() -> None:
-            write()
-            group["step"] = step
-
-        return write_and_count
+        return then(write, lambda: group.__setitem__("step", step))
 
     def restart_opt(self) -> None:
         """timm's restart: the groups' step counts to 0 and m, n and v to zeros.

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, check_lr, lr_value, scalar
+from ._native import NativeOptimizer, add_flags, check_lr, lr_value, scalar
 from .optimizer import ParamsT
 
 __all__ = ["AdEMAMix"]
@@ -111,11 +111,9 @@ class AdEMAMix(NativeOptimizer):
             "t_alpha": t_alpha,
             "t_beta3": t_beta3,
         }
-        if maximize:
-            defaults["maximize"] = True
-        if master_weights:
-            defaults["master_weights"] = True
-        super().__init__(params, defaults)
+        super().__init__(
+            params, add_flags(defaults, maximize=maximize, master_weights=master_weights)
+        )
 
     def _step_group(self, group, defer: bool):
         beta1, beta2, beta3 = group["betas"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, check_betas_and_decay, check_lr, lr_value, scalar
+from ._native import NativeOptimizer, add_flags, check_betas_and_decay, check_lr, lr_value, scalar
 from .optimizer import ParamsT
 
 __all__ = ["Lion"]
@@ -65,11 +65,9 @@ class Lion(NativeOptimizer):
         # lion-pytorch's group keys; the options beyond it only when asked for, so that
         # repr and state_dict match lion-pytorch's and its state dicts load either way.
         defaults: dict = {"lr": lr, "betas": betas, "weight_decay": weight_decay}
-        if maximize:
-            defaults["maximize"] = True
-        if master_weights:
-            defaults["master_weights"] = True
-        super().__init__(params, defaults)
+        super().__init__(
+            params, add_flags(defaults, maximize=maximize, master_weights=master_weights)
+        )
 
     def _step_group(self, group, defer: bool):
         beta1, beta2 = group["betas"]

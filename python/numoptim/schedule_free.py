@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _core
 from ._lerp import lerp
-from ._native import NativeOptimizer, check_adam_family, check_lr, lr_value, scalar
+from ._native import NativeOptimizer, add_flags, check_adam_family, check_lr, lr_value, scalar, then
 from .optimizer import ParamsT
 
 __all__ = ["AdamWScheduleFree", "RAdamScheduleFree", "SGDScheduleFree"]
@@ -125,15 +125,7 @@ class _ScheduleFree(NativeOptimizer):
         )
         # The group's counters move only with its write (a step that raises changes none).
         counters = {"k": k + 1, "scheduled_lr": lr, "lr_max": lr_max, "weight_sum": weight_sum}
-        if write is None:
-            group.update(counters)
-            return None
-
-        def write_and_count() -> None:
-            write()
-            group.update(counters)
-
-        return write_and_count
+        return then(write, lambda: group.update(counters))
 
 
 def _check_first_beta(betas: Any) -> None:
@@ -221,9 +213,7 @@ class AdamWScheduleFree(_ScheduleFree):
         defaults = _defaults(
             lr, betas, eps, r, warmup_steps, weight_lr_power, weight_decay, foreach
         )
-        if master_weights:
-            defaults["master_weights"] = True
-        super().__init__(params, defaults)
+        super().__init__(params, add_flags(defaults, master_weights=master_weights))
 
     def _averaging(self, group):
         return group["betas"][0]
@@ -272,9 +262,7 @@ class RAdamScheduleFree(_ScheduleFree):
         _check_first_beta(betas)
         defaults = _defaults(lr, betas, eps, r, None, weight_lr_power, weight_decay, foreach)
         defaults["silent_sgd_phase"] = silent_sgd_phase
-        if master_weights:
-            defaults["master_weights"] = True
-        super().__init__(params, defaults)
+        super().__init__(params, add_flags(defaults, master_weights=master_weights))
 
     def _averaging(self, group):
         return group["betas"][0]
@@ -339,9 +327,7 @@ class SGDScheduleFree(_ScheduleFree):
         defaults.update(
             _defaults(lr, None, None, r, warmup_steps, weight_lr_power, weight_decay, foreach)
         )
-        if master_weights:
-            defaults["master_weights"] = True
-        super().__init__(params, defaults)
+        super().__init__(params, add_flags(defaults, master_weights=master_weights))
 
     def _averaging(self, group):
         return group["momentum"]
