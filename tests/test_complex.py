@@ -444,3 +444,74 @@ def test_clip_grad_value_refuses_complex_gradients_before_clipping_any():
     with pytest.raises(NotImplementedError, match="^clamp is not supported for complex types$"):
         numoptim.utils.clip_grad_value_([a, z], 1.0)
     np.testing.assert_array_equal(a.grad, [5.0, -5.0, 0.5])
+
+
+# ---------------------------------------------------------------- row-sparse gradients
+
+
+def _sparse_grads(step: int, dtype, rows: int = 6, width: int = 3):
+    """A RowSparseGrad with a repeated row, and its row indices and values."""
+    indices = np.array([(step + 1) % rows, 0, (step + 1) % rows, rows - 1], dtype=np.int64)
+    values = complex_values(500 + step, (4, width), dtype)
+    return numoptim.RowSparseGrad(indices, values, (rows, width)), indices, values
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_sparse_sgd_steps_complex_rows_as_their_real_pairs(dtype):
+    real = REAL[np.dtype(dtype)]
+    start = complex_values(7, (6, 3), dtype)
+    z = Parameter(start.copy())
+    r = Parameter(start.view(real).copy())  # (6, 6): the pairs of each row
+    opt_z = numoptim.SGD([z], lr=0.1, maximize=True)
+    opt_r = numoptim.SGD([r], lr=0.1, maximize=True)
+    for step in range(4):
+        z.grad, indices, values = _sparse_grads(step, dtype)
+        r.grad = numoptim.RowSparseGrad(indices, values.view(real), (6, 6))
+        opt_z.step()
+        opt_r.step()
+        np.testing.assert_array_equal(np.asarray(z).view(real), r)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("SGD", {"lr": 0.1}),
+        ("SGD", {"lr": 0.05, "maximize": True}),
+        ("Adagrad", {"lr": 0.1}),
+        ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.2}),
+        ("Adagrad", {"lr": 0.1, "maximize": True}),
+    ],
+)
+def test_sparse_complex_gradients_step_as_torch(name, kwargs, dtype):
+    """torch 2.13 steps a sparse complex gradient in SGD and Adagrad; so does numoptim,
+    beside a dense complex parameter of the same group. (torch's sparse Adagrad works in
+    complex arithmetic, grad * grad and a complex sqrt, not on the real pairs as its dense
+    path does; numoptim's row-sparse Adagrad follows it.)"""
+    torch = pytest.importorskip("torch")
+    start = complex_values(7, (6, 3), dtype)
+    dense_start = complex_values(8, (5,), dtype)
+    ours = [Parameter(start.copy()), Parameter(dense_start.copy())]
+    theirs = [torch.nn.Parameter(torch.from_numpy(v.copy())) for v in (start, dense_start)]
+    opt = getattr(numoptim, name)(ours, **kwargs)
+    ref = getattr(torch.optim, name)(theirs, **kwargs)
+    for step in range(5):
+        ours[0].grad, indices, values = _sparse_grads(step, dtype)
+        dense = complex_values(600 + step, (5,), dtype)
+        ours[1].grad = dense.copy()
+        theirs[0].grad = torch.sparse_coo_tensor(
+            torch.from_numpy(indices)[None],
+            torch.from_numpy(values.copy()),
+            (6, 3),
+            check_invariants=True,
+        )
+        theirs[1].grad = torch.from_numpy(dense.copy())
+        opt.step()
+        with torch.sparse.check_sparse_tensor_invariants():  # as the other sparse tests
+            ref.step()
+    for p, t in zip(ours, theirs):
+        assert_close(p, t.detach().numpy(), what=name)
+    if name == "Adagrad":
+        for p, t in zip(ours, theirs):
+            assert_close(opt.state[p]["sum"], ref.state[t]["sum"].numpy(), what="sum")

@@ -65,7 +65,8 @@ void step_row_sparse(const std::vector<RowSparseEntry>& entries, bool coalesce,
     RowSparseList<T, N> list;
     std::vector<typename R::Scalars> scalars;
     for (const RowSparseEntry& e : entries) {
-      if (!has_dtype<T>(py::reinterpret_borrow<py::array>(e.param))) continue;
+      const auto param = py::reinterpret_borrow<py::array>(e.param);
+      if (!has_dtype<T>(param) && !has_dtype<std::complex<T>>(param)) continue;
       typename RowSparseList<T, N>::Tensor t{};
       t.base[0] = data_of<T>(e.param);
       t.base[1] = data_of<T>(e.values);

@@ -582,9 +582,11 @@ RowSparseEntry check_row_sparse(py::handle p, py::handle grad, std::size_t i) {
     throw py::type_error("optimizer can only optimize Parameters, but " + name + " is " +
                          describe(p));
   const auto param = py::reinterpret_borrow<py::array>(p);
-  if (!is_float_array(param))
-    throw py::type_error("row-sparse gradients need float32 or float64 parameters, but " +
-                         name + " has dtype " + dtype_str(param));
+  // A complex parameter's rows are the real pairs of their memory, as for dense steps.
+  const bool complex = complex_storage_of_array(param) != Storage::none;
+  if (!is_float_array(param) && !complex)
+    throw py::type_error("row-sparse gradients need float32, float64, complex64 or complex128 "
+                         "parameters, but " + name + " has dtype " + dtype_str(param));
   check_layout(param, name, true);
   if (param.ndim() < 1)
     throw py::value_error("a row-sparse gradient needs a parameter with at least one "
@@ -627,6 +629,7 @@ RowSparseEntry check_row_sparse(py::handle p, py::handle grad, std::size_t i) {
   e.values = values_obj;
   e.entries = static_cast<std::size_t>(indices.shape(0));
   e.width = num_rows == 0 ? 0 : static_cast<std::size_t>(param.size() / num_rows);
+  if (complex) e.width *= 2;  // reals per row
   return e;
 }
 

@@ -339,14 +339,15 @@ struct RowSparseEntry {
   py::object param, indices, values;
   py::object state;                   // the parameter's dict in optimizer.state (or null)
   std::array<py::object, 2> buffers;  // state buffers in the caller's key order
-  std::size_t entries, width;         // rows of values, elements per row
+  std::size_t entries, width;         // rows of values, reals per row (2 per complex)
   py::object step;                    // the Python int `step` (SparseAdam), or null
   double step_count = 0;              // `step` after this step's increment, for the rule
 };
 
-// Checks a parameter and its RowSparseGrad: a C-contiguous writeable float parameter
-// with at least one dimension, int64 row indices inside it, values of the parameter's
-// dtype and row shape. Writes nothing.
+// Checks a parameter and its RowSparseGrad: a C-contiguous writeable float or complex
+// parameter (a complex one is stepped as the real pairs of its memory) with at least
+// one dimension, int64 row indices inside it, values of the parameter's dtype and row
+// shape. Writes nothing.
 RowSparseEntry check_row_sparse(py::handle param, py::handle grad, std::size_t index);
 
 // Looks up the parameter's existing state for `keys` (buffers shaped like the
