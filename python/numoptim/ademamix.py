@@ -35,7 +35,7 @@ class AdEMAMix(NativeOptimizer):
 
     State per parameter: ``step`` (0-d float32, as numoptim's other optimizers),
     ``exp_avg_fast`` (m1), ``exp_avg_slow`` (m2) and ``exp_avg_sq`` (nu), each shaped like
-    the parameter. bitsandbytes stacks m1 and m2 in one ``state1`` of shape (2, *shape)
+    the parameter. bitsandbytes stacks m1 and m2 in one ``state1`` of shape ``(2, *shape)``
     and calls nu ``state2``; numoptim keeps torch-style names and parameter-shaped buffers
     so that flat storage, master weights and ZeroRedundancyOptimizer work as for every
     other optimizer. A bitsandbytes state (``state1``/``state2``, an int ``step``) loads:
@@ -141,7 +141,7 @@ class AdEMAMix(NativeOptimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Loads a state from :meth:`state_dict`, or from bitsandbytes' AdEMAMix.
 
-        A bitsandbytes state (arrays for tensors) has ``state1`` of shape (2, *shape)
+        A bitsandbytes state (arrays for tensors) has ``state1`` of shape ``(2, *shape)``
         holding m1 and m2, ``state2`` holding nu and an int ``step``; each is renamed
         (``state1`` split) to numoptim's keys before the usual checks.
         """
