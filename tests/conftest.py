@@ -39,6 +39,17 @@ def tolerance(dtype) -> float:
     return TOLERANCE[np.finfo(dtype).dtype if dtype.kind == "c" else dtype]
 
 
+def bits(a: np.ndarray) -> np.ndarray:
+    """The IEEE bits of a float32 or float64 array, as unsigned integers."""
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+def ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise distance in units in the last place between same-signed floats."""
+    return np.abs(bits(a).astype(np.int64) - bits(b).astype(np.int64))
+
+
 def assert_close(actual, expected, dtype=None, what=""):
     """Every element within the dtype's tolerance (relative, with an absolute floor).
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numoptim
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, bits
 from numoptim import Parameter
 
 SIZES = [1, 7, 16, 17, 1023, 5003]
@@ -25,11 +25,6 @@ COMBINATIONS = [
     for m in (False, True)
     for b in ((0.98, 0.92, 0.99), (0.3, 0.5, 0.9))
 ]
-
-
-def bits(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
-    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
 def numpy_step(p, g, state, step, lr, betas, eps, weight_decay, no_prox):
@@ -208,10 +203,6 @@ def timm_adan():
         return torch, load_timm_module("adan").Adan
     except ImportError:
         pytest.skip("timm is not installed (pip install --no-deps timm)")
-
-
-def ulps(a, b):
-    return np.abs(bits(a).astype(np.int64) - bits(b).astype(np.int64))
 
 
 @pytest.mark.torch

@@ -22,7 +22,7 @@ import warnings
 import numoptim
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, bits, ulps
 from numoptim import Parameter
 
 SIZES = [1, 7, 16, 17, 1023, 5003]
@@ -35,11 +35,6 @@ COMBINATIONS = [
     for tb in (None, 15)
     for m in (False, True)
 ]
-
-
-def bits(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
-    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
 def schedules(step, alpha, beta1, beta3, t_alpha, t_beta3):
@@ -261,10 +256,6 @@ def run_both(torch, cls, dtype, kwargs, sizes=SIZES, steps=STEPS, threads=None):
         opt_n.step()
         opt_t.step()
     return opt_n, ours, opt_t, theirs
-
-
-def ulps(a, b):
-    return np.abs(bits(a).astype(np.int64) - bits(b).astype(np.int64))
 
 
 @pytest.mark.torch

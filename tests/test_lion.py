@@ -11,6 +11,7 @@ from __future__ import annotations
 import numoptim
 import numpy as np
 import pytest
+from conftest import bits
 from numoptim import Parameter
 
 SIZES = [1, 7, 16, 17, 1023, 5003]
@@ -45,11 +46,6 @@ def gradients(rng, dtype, step):
         grads[4][::3] = 0
         grads[5][::7] = -0.0
     return grads
-
-
-def bits(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
-    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
 def assert_same(ours, theirs, what=""):

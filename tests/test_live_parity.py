@@ -111,6 +111,20 @@ def test_repr_and_state_dict_groups_match_torch(case_id, name, kwargs):
                 assert g_n[key] == value, key
 
 
+def step_both_alike(opt_t, params_t, opt_n, params_n, dtype):
+    """One more step of both, on the same gradients; every parameter within tolerance."""
+    for group_t, group_n in zip(params_t, params_n):
+        for p_t, p_n in zip(group_t, group_n):
+            grad = np.linspace(-1, 1, p_n.size) * (1 - 0.5j if dtype.kind == "c" else 1)
+            p_t.grad = torch.from_numpy(grad.copy())
+            p_n.grad = grad.copy()
+    opt_t.step()
+    opt_n.step()
+    for group_t, group_n in zip(params_t, params_n):
+        for p_t, p_n in zip(group_t, group_n):
+            assert_close(p_n, p_t.detach().numpy())
+
+
 STATE_DICT_CASES = [
     pytest.param(name, np.dtype(dtype), id=f"{name}-{np.dtype(dtype)}")
     for name in sorted(OPTIMIZERS)
@@ -141,16 +155,7 @@ def test_torch_state_dict_loads_into_numoptim(name, dtype):
         for p_t, p_n in zip(group_t, group_n):
             p_n[...] = p_t.detach().numpy()
     opt_n.load_state_dict(to_numpy(opt_t.state_dict()))
-    for group_t, group_n in zip(params_t, params_n):
-        for i, (p_t, p_n) in enumerate(zip(group_t, group_n)):
-            grad = np.linspace(-1, 1, p_n.size) * (1 - 0.5j if dtype.kind == "c" else 1)
-            p_t.grad = torch.from_numpy(grad.copy())
-            p_n.grad = grad.copy()
-    opt_t.step()
-    opt_n.step()
-    for group_t, group_n in zip(params_t, params_n):
-        for p_t, p_n in zip(group_t, group_n):
-            assert_close(p_n, p_t.detach().numpy())
+    step_both_alike(opt_t, params_t, opt_n, params_n, dtype)
 
 
 @pytest.mark.parametrize("case_id,name,kwargs", [c[:3] for c in CASES if c[1] in COMPLEX][::7])
@@ -180,16 +185,7 @@ def test_numoptim_complex_state_dict_loads_into_torch(case_id, name, kwargs):
     if lr_arrays:
         pytest.skip("an array lr loads as an array, not as torch's tensor")
     opt_t.load_state_dict(to_torch(state))
-    for group_t, group_n in zip(params_t, params_n):
-        for p_t, p_n in zip(group_t, group_n):
-            grad = np.linspace(-1, 1, p_n.size) * (1 - 0.5j)
-            p_t.grad = torch.from_numpy(grad.copy())
-            p_n.grad = grad.copy()
-    opt_t.step()
-    opt_n.step()
-    for group_t, group_n in zip(params_t, params_n):
-        for p_t, p_n in zip(group_t, group_n):
-            assert_close(p_n, p_t.detach().numpy())
+    step_both_alike(opt_t, params_t, opt_n, params_n, dtype)
     for entries in opt_t.state_dict()["state"].values():
         for key, value in entries.items():
             if isinstance(value, torch.Tensor) and value.ndim:
