@@ -22,6 +22,7 @@
 #include "numoptim/master_weights.hpp"
 #include "numoptim/multi_tensor.hpp"
 #include "numoptim/storage.hpp"
+#include "numoptim/two_pass.hpp"
 #include "numoptim/widened.hpp"
 
 namespace numoptim::binding {
@@ -239,16 +240,20 @@ void coalesce(std::vector<Scalars>& scalars, TensorList<T, N>& tensors) {
   scalars.resize(kept);
 }
 
-// Runs MasterWeights<R, S> over the group's tensors of 16-bit storage S: buffers are the
-// float32 master in the parameter's place and the float32 state; each tensor's Scalars
-// carry its 16-bit grad and parameter (see master_weights.hpp).
-template <class R, class S>
-void run_master_weights(const R& rule, const std::vector<Entry>& entries,
-                        const StateLayout& layout, int threads, Isa isa) {
-  using M = MasterWeights<R, S>;
-  constexpr std::size_t N = M::num_buffers;
+// The float32 buffers of a group's tensors of 16-bit storage S with master weights: the
+// master in the parameter's place, no gradient, and the float32 state; with, per tensor,
+// where its master starts and its 16-bit gradient and parameter (see master_weights.hpp).
+template <class S, std::size_t N>
+struct GatheredMaster {
   TensorList<float, N> tensors;
-  std::vector<typename M::Scalars> scalars;
+  std::vector<std::array<float*, 4>> scalar_state;
+  std::vector<bool> fresh;
+  OnMaster<S> via;
+};
+
+template <class S, std::size_t N>
+GatheredMaster<S, N> gather_master(const std::vector<Entry>& entries, const StateLayout& layout) {
+  GatheredMaster<S, N> out;
   for (const Entry& e : entries) {
     if (e.storage != storage_of<S>) continue;
     std::array<float*, N> b{};
@@ -258,14 +263,31 @@ void run_master_weights(const R& rule, const std::vector<Entry>& entries,
     std::array<float*, 4> scalar_state{};
     for (std::size_t k = 0; k < layout.scalars.size(); ++k)
       scalar_state[k] = data_of<float>(e.scalars[k]);
-    tensors.buffers.push_back(b);
-    tensors.sizes.push_back(e.nbytes / sizeof(S));
-    scalars.push_back({rule.prepare(scalar_state.data(), e.fresh), b[0], data_of<S>(e.grad),
-                       data_of<S>(e.param)});
+    out.tensors.buffers.push_back(b);
+    out.tensors.sizes.push_back(e.nbytes / sizeof(S));
+    out.scalar_state.push_back(scalar_state);
+    out.fresh.push_back(e.fresh);
+    out.via.master.push_back(b[0]);
+    out.via.grad.push_back(data_of<S>(e.grad));
+    out.via.param.push_back(data_of<S>(e.param));
   }
-  if (tensors.sizes.empty()) return;
+  return out;
+}
+
+// Runs MasterWeights<R, S> over the group's tensors of 16-bit storage S (gather_master):
+// each tensor's Scalars carry its 16-bit grad and parameter.
+template <class R, class S>
+void run_master_weights(const R& rule, const std::vector<Entry>& entries,
+                        const StateLayout& layout, int threads, Isa isa) {
+  using M = MasterWeights<R, S>;
+  auto g = gather_master<S, M::num_buffers>(entries, layout);
+  if (g.tensors.sizes.empty()) return;
+  std::vector<typename M::Scalars> scalars;
+  for (std::size_t t = 0; t < g.tensors.sizes.size(); ++t)
+    scalars.push_back(g.via.template scalars<R>(
+        t, rule.prepare(g.scalar_state[t].data(), g.fresh[t])));
   py::gil_scoped_release release;
-  run_multi_tensor(M{rule}, scalars, tensors, threads, isa);
+  run_multi_tensor(M{rule}, scalars, g.tensors, threads, isa);
 }
 
 // Creates the missing state of a checked group and runs `Rule<T>` over its tensors of
@@ -308,6 +330,46 @@ void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout&
     layout.master ? run_master(bfloat16{}) : run(bfloat16{});
 }
 
+// write_group for a two-pass rule (two_pass.hpp): per-tensor reductions, then the
+// update. float16 runs the rule's own loop (no Widened blocks), and tensors that share
+// memory are stepped one after the other, each with both its passes, as torch's for-loop.
+template <template <class> class Rule, class MakeRule>
+void write_group_two_pass(std::vector<Entry>& entries, py::dict state, const StateLayout& layout,
+                          const MakeRule& make_rule, bool serial) {
+  if (entries.empty()) return;
+  create_state(entries, state, layout);
+  const int threads = serial ? 1 : num_threads();
+  const Isa isa = active_isa();
+  auto execute = [&](const auto& rule, auto& g, const auto& via) {
+    auto scalars = prepare_all(rule, g.scalar_state, g.fresh, layout.scalars.size());
+    py::gil_scoped_release release;
+    if (!serial) return run_two_pass(rule, scalars, g.tensors, threads, isa, via);
+    for (std::size_t t = 0; t < scalars.size(); ++t) {
+      auto one = g.tensors;
+      one.buffers = {g.tensors.buffers[t]};
+      one.sizes = {g.tensors.sizes[t]};
+      run_two_pass(rule, std::vector{scalars[t]}, one, threads, isa, via.only(t));
+    }
+  };
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    auto g = gather<T, Rule<float>::num_buffers>(entries, layout);
+    if (!g.tensors.sizes.empty()) execute(make_rule(zero), g, Direct{});
+  };
+  auto run_master = [&](auto zero) {
+    auto g = gather_master<decltype(zero), Rule<float>::num_buffers>(entries, layout);
+    if (!g.tensors.sizes.empty()) execute(make_rule(float{}), g, g.via);
+  };
+  bool present[5] = {};
+  for (const Entry& e : entries) present[static_cast<int>(e.storage)] = true;
+  if (present[static_cast<int>(Storage::float32)]) run(float{});
+  if (present[static_cast<int>(Storage::float64)]) run(double{});
+  if (present[static_cast<int>(Storage::float16)])
+    layout.master ? run_master(float16{}) : run(float16{});
+  if (present[static_cast<int>(Storage::bfloat16)])
+    layout.master ? run_master(bfloat16{}) : run(bfloat16{});
+}
+
 // One group's step: checks everything, then writes at once and returns None, or, with
 // `defer` (or row-sparse gradients left to Python, when `allow_sparse`), returns the
 // PreparedStep unwritten. The deferred step keeps `make_rule`, so it must hold values,
@@ -319,13 +381,20 @@ py::object step_group(py::handle params, py::dict state, const StateLayout& layo
   std::vector<Entry> entries =
       collect(params, state, layout, allow_sparse ? &sparse_grads : nullptr);
   const bool serial = shares_memory(entries);
+  auto write = [](std::vector<Entry>& entries, py::dict state, const StateLayout& layout,
+                  const MakeRule& make_rule, bool serial) {
+    if constexpr (IsTwoPass<Rule<float>>::value)
+      write_group_two_pass<Rule>(entries, state, layout, make_rule, serial);
+    else
+      write_group<Rule>(entries, state, layout, make_rule, serial);
+  };
   if (!defer && sparse_grads.empty()) {
-    write_group<Rule>(entries, state, layout, make_rule, serial);
+    write(entries, state, layout, make_rule, serial);
     return py::none();
   }
   PreparedStep step;
-  step.write = [entries = std::move(entries), state, layout, make_rule, serial]() mutable {
-    write_group<Rule>(entries, state, layout, make_rule, serial);
+  step.write = [entries = std::move(entries), state, layout, make_rule, serial, write]() mutable {
+    write(entries, state, layout, make_rule, serial);
   };
   step.sparse_grads = std::move(sparse_grads);
   return py::cast(std::move(step));

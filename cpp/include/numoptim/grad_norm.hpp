@@ -15,6 +15,7 @@
 // double for float and 16-bit inputs.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <vector>
@@ -45,34 +46,63 @@ inline T minimum(T a, T b) {
   return ((a < b) | (a != a)) ? a : b;
 }
 
+// Folds the values of elements 0 .. n-1 into K rows of kNormLanes lanes: value(i, v)
+// gives element i's K values, and row j's lane i % kNormLanes takes v[j] with op, in
+// element order. A longer run may be folded in pieces whose lengths, all but the last,
+// are multiples of kNormLanes: the lanes then see the same values in the same order.
+template <std::size_t K, class Value, class Op>
+inline void fold_lanes(double (*lanes)[kNormLanes], std::size_t n, const Value& value,
+                       const Op& op) {
+  const std::size_t whole = n / kNormLanes * kNormLanes;
+  for (std::size_t i = 0; i < whole; i += kNormLanes) {
+#pragma omp simd
+    for (std::size_t k = 0; k < kNormLanes; ++k) {
+      double v[K];
+      value(i + k, v);
+      for (std::size_t j = 0; j < K; ++j) lanes[j][k] = op(lanes[j][k], v[j]);
+    }
+  }
+  for (std::size_t k = 0; whole + k < n; ++k) {
+    double v[K];
+    value(whole + k, v);
+    for (std::size_t j = 0; j < K; ++j) lanes[j][k] = op(lanes[j][k], v[j]);
+  }
+}
+
+// Combines each row of lanes in a fixed pairwise tree with op, into out[j].
+template <std::size_t K, class Op>
+inline void combine_lanes(double (*lanes)[kNormLanes], const Op& op, double* out) {
+  for (std::size_t j = 0; j < K; ++j) {
+    for (std::size_t width = kNormLanes / 2; width > 0; width /= 2)
+      for (std::size_t k = 0; k < width; ++k) lanes[j][k] = op(lanes[j][k], lanes[j][k + width]);
+    out[j] = lanes[j][0];
+  }
+}
+
+inline double plus(double a, double b) { return a + b; }
+
 // The reduction of n <= kNormBlock elements of x.
 template <NormKind Kind, class S>
 double reduce_block(const S* x, std::size_t n, double p) {
-  double lanes[kNormLanes];
-  for (double& lane : lanes) lane = Kind == NormKind::min ? INFINITY : 0.0;
-  const std::size_t whole = n / kNormLanes * kNormLanes;
-  auto add = [&](double& lane, double value) {
+  double lanes[1][kNormLanes];
+  for (double& lane : lanes[0]) lane = Kind == NormKind::min ? INFINITY : 0.0;
+  auto term = [&](std::size_t i, double* v) {
+    const double value = double(load(x[i]));
     const double a = std::fabs(value);
-    if constexpr (Kind == NormKind::two) lane += a * a;
-    if constexpr (Kind == NormKind::one) lane += a;
-    if constexpr (Kind == NormKind::power) lane += std::pow(a, p);
-    if constexpr (Kind == NormKind::max) lane = maximum(lane, a);
-    if constexpr (Kind == NormKind::min) lane = minimum(lane, a);
-    if constexpr (Kind == NormKind::count) lane += value != 0 ? 1.0 : 0.0;
+    if constexpr (Kind == NormKind::two) v[0] = a * a;
+    if constexpr (Kind == NormKind::one || Kind == NormKind::max || Kind == NormKind::min) v[0] = a;
+    if constexpr (Kind == NormKind::power) v[0] = std::pow(a, p);
+    if constexpr (Kind == NormKind::count) v[0] = value != 0 ? 1.0 : 0.0;
   };
-  for (std::size_t i = 0; i < whole; i += kNormLanes) {
-#pragma omp simd
-    for (std::size_t k = 0; k < kNormLanes; ++k) add(lanes[k], double(load(x[i + k])));
-  }
-  for (std::size_t k = 0; whole + k < n; ++k) add(lanes[k], double(load(x[whole + k])));
-  for (std::size_t width = kNormLanes / 2; width > 0; width /= 2) {
-    for (std::size_t k = 0; k < width; ++k) {
-      if constexpr (Kind == NormKind::max) lanes[k] = maximum(lanes[k], lanes[k + width]);
-      else if constexpr (Kind == NormKind::min) lanes[k] = minimum(lanes[k], lanes[k + width]);
-      else lanes[k] += lanes[k + width];
-    }
-  }
-  return lanes[0];
+  auto op = [](double a, double b) {
+    if constexpr (Kind == NormKind::max) return maximum(a, b);
+    else if constexpr (Kind == NormKind::min) return minimum(a, b);
+    else return a + b;
+  };
+  double out;
+  fold_lanes<1>(lanes, n, term, op);
+  combine_lanes<1>(lanes, op, &out);
+  return out;
 }
 
 // reduce_block as a rule for the dispatch (update_at compiles it per instruction set):
@@ -96,23 +126,25 @@ struct NormInput {
   std::size_t size;
 };
 
-// Writes, for each tensor, the reduction of its elements (see the top of this file) into
-// out, using up to num_threads threads (one block runs on the calling thread).
-// reduce(data, count) reduces one block.
-template <class S, class ReduceBlock>
-void reduce_tensors(const std::vector<NormInput<S>>& tensors, NormKind kind,
-                    const ReduceBlock& reduce, double* out, int num_threads) {
+// Cuts tensors of the given sizes into blocks of kNormBlock elements and runs
+// reduce(tensor, begin, count, partial) for every block (partial: its K values) on up to
+// num_threads threads (one block runs on the calling thread); then combines each
+// tensor's partials in block order with op, from `identity`, into out (K per tensor).
+// Which thread reduced a block changes nothing.
+template <std::size_t K, class ReduceBlock, class Op>
+void reduce_in_blocks(const std::vector<std::size_t>& sizes, const ReduceBlock& reduce,
+                      const Op& op, double identity, double* out, int num_threads) {
   struct Block {
     std::size_t tensor, begin, count;
   };
   std::vector<Block> blocks;
-  for (std::size_t t = 0; t < tensors.size(); ++t)
-    for (std::size_t b = 0; b < tensors[t].size; b += kNormBlock)
-      blocks.push_back({t, b, std::min(kNormBlock, tensors[t].size - b)});
-  std::vector<double> partial(blocks.size());
+  for (std::size_t t = 0; t < sizes.size(); ++t)
+    for (std::size_t b = 0; b < sizes[t]; b += kNormBlock)
+      blocks.push_back({t, b, std::min(kNormBlock, sizes[t] - b)});
+  std::vector<double> partial(blocks.size() * K);
   auto run = [&](std::size_t first, std::size_t last) {
     for (std::size_t b = first; b < last; ++b)
-      partial[b] = reduce(tensors[blocks[b].tensor].data + blocks[b].begin, blocks[b].count);
+      reduce(blocks[b].tensor, blocks[b].begin, blocks[b].count, &partial[b * K]);
   };
   if (num_threads <= 1 || blocks.size() < 2) {
     run(0, blocks.size());
@@ -121,14 +153,28 @@ void reduce_tensors(const std::vector<NormInput<S>>& tensors, NormKind kind,
       run(blocks.size() * thread / threads, blocks.size() * (thread + 1) / threads);
     });
   }
-  for (std::size_t t = 0; t < tensors.size(); ++t)
-    out[t] = kind == NormKind::min ? INFINITY : 0.0;
-  for (std::size_t b = 0; b < blocks.size(); ++b) {
-    double& total = out[blocks[b].tensor];
-    if (kind == NormKind::max) total = maximum(total, partial[b]);
-    else if (kind == NormKind::min) total = minimum(total, partial[b]);
-    else total += partial[b];
-  }
+  std::fill(out, out + sizes.size() * K, identity);
+  for (std::size_t b = 0; b < blocks.size(); ++b)
+    for (std::size_t j = 0; j < K; ++j)
+      out[blocks[b].tensor * K + j] = op(out[blocks[b].tensor * K + j], partial[b * K + j]);
+}
+
+// Writes, for each tensor, the reduction of its elements (see the top of this file) into
+// out, using up to num_threads threads. reduce(data, count) reduces one block.
+template <class S, class ReduceBlock>
+void reduce_tensors(const std::vector<NormInput<S>>& tensors, NormKind kind,
+                    const ReduceBlock& reduce, double* out, int num_threads) {
+  std::vector<std::size_t> sizes;
+  for (const auto& t : tensors) sizes.push_back(t.size);
+  auto block = [&](std::size_t t, std::size_t begin, std::size_t count, double* partial) {
+    *partial = reduce(tensors[t].data + begin, count);
+  };
+  if (kind == NormKind::max)
+    reduce_in_blocks<1>(sizes, block, maximum<double>, 0.0, out, num_threads);
+  else if (kind == NormKind::min)
+    reduce_in_blocks<1>(sizes, block, minimum<double>, INFINITY, out, num_threads);
+  else
+    reduce_in_blocks<1>(sizes, block, plus, 0.0, out, num_threads);
 }
 
 // x <- x * coefficient, in the compute type of S (float for 16-bit storage), rounded

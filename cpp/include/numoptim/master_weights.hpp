@@ -16,10 +16,19 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <type_traits>
 
 #include "numoptim/storage.hpp"
 
 namespace numoptim {
+
+// Whether a rule writes the parameter (buffer 0): all do but a pass that only reads it
+// (two_pass.hpp's ReducePass, which says so with `writes_param = false`).
+template <class Rule, class = void>
+struct WritesParam : std::true_type {};
+template <class Rule>
+struct WritesParam<Rule, std::void_t<decltype(Rule::writes_param)>>
+    : std::bool_constant<Rule::writes_param> {};
 
 template <class Rule, class S>
 struct MasterWeights {
@@ -50,9 +59,11 @@ struct MasterWeights {
       for (std::size_t b = 0; b < num_buffers; ++b)
         at[b] = b == 1 ? grad : buffers[b] == nullptr ? nullptr : buffers[b] + begin;
       rule.update(s.rule, at.data(), count);
-      const float* master = buffers[0] + begin;
+      if constexpr (WritesParam<Rule>::value) {
+        const float* master = buffers[0] + begin;
 #pragma omp simd
-      for (std::size_t i = 0; i < count; ++i) store(param16[begin + i], master[i]);
+        for (std::size_t i = 0; i < count; ++i) store(param16[begin + i], master[i]);
+      }
     }
   }
 };
