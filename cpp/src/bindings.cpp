@@ -20,6 +20,8 @@
 #include "numoptim/adan.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/grad_norm.hpp"
+#include "numoptim/lamb.hpp"
+#include "numoptim/lars.hpp"
 #include "numoptim/lion.hpp"
 #include "numoptim/schedule_free.hpp"
 #include "numoptim/nadam.hpp"
@@ -309,6 +311,37 @@ py::object adan_step(py::handle params, py::dict state, double lr, double beta1,
   return step_group<numoptim::Adan>(params, state, layout, [=](auto zero) {
     return numoptim::Adan<decltype(zero)>{lr,           beta1, beta2,   beta3,   eps,
                                           weight_decay, step,  no_prox, maximize};
+  }, defer);
+}
+
+// LAMB: timm keeps the step count in the group, so Python passes this step's bias
+// corrections; `clip` is the global grad-norm divisor (1: none), `decay` the decoupled
+// decay's factor. Per-tensor norms make it a two-pass rule (two_pass.hpp).
+py::object lamb_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                     double beta3, double bias_correction1, double bias_correction2, double eps,
+                     double weight_decay, double decay, double clip, bool decoupled, bool adapt,
+                     bool trust_clip, bool maximize, bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  return step_group<numoptim::Lamb>(params, state, layout, [=](auto zero) {
+    return numoptim::Lamb<decltype(zero)>{
+        lr,           beta1, beta2, beta3,     bias_correction1, bias_correction2, eps,
+        weight_decay, decay, clip,  decoupled, adapt,            trust_clip,       maximize};
+  }, defer);
+}
+
+// LARS: SGD's momentum_buffer (only with momentum), scaled by per-tensor norms.
+py::object lars_step(py::handle params, py::dict state, double lr, double momentum,
+                     double dampening, double weight_decay, double trust_coeff, double eps,
+                     bool nesterov, bool trust_clip, bool adapt, bool maximize, bool master,
+                     bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  if (momentum != 0) layout.buffers = {{"momentum_buffer", 0.0}};
+  return step_group<numoptim::Lars>(params, state, layout, [=](auto zero) {
+    return numoptim::Lars<decltype(zero)>{lr,  momentum, dampening,  weight_decay, trust_coeff,
+                                          eps, nesterov, trust_clip, adapt,        maximize};
   }, defer);
 }
 
@@ -719,6 +752,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("adan_step", &adan_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "beta3"_a, "eps"_a, "weight_decay"_a, "step"_a, "no_prox"_a, "maximize"_a,
         "master_weights"_a, "defer"_a);
+  m.def("lamb_step", &lamb_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a, "beta3"_a,
+        "bias_correction1"_a, "bias_correction2"_a, "eps"_a, "weight_decay"_a, "decay"_a,
+        "clip"_a, "decoupled"_a, "adapt"_a, "trust_clip"_a, "maximize"_a, "master_weights"_a,
+        "defer"_a);
+  m.def("lars_step", &lars_step, "params"_a, "state"_a, "lr"_a, "momentum"_a, "dampening"_a,
+        "weight_decay"_a, "trust_coeff"_a, "eps"_a, "nesterov"_a, "trust_clip"_a, "adapt"_a,
+        "maximize"_a, "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
         "defer"_a);

@@ -23,6 +23,8 @@ from .adamw import AdamW
 from .adan import Adan
 from .ademamix import AdEMAMix
 from .asgd import ASGD
+from .lamb import Lamb
+from .lars import Lars
 from .lbfgs import LBFGS
 from .lion import Lion
 from .muon import Muon
@@ -62,6 +64,8 @@ __all__ = [
     "AdamWScheduleFree",
     "Adamax",
     "Adan",
+    "Lamb",
+    "Lars",
     "Lion",
     "Muon",
     "NAdam",

@@ -109,6 +109,42 @@ def adan_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def lamb_step(
+    params: Any,
+    state: dict[Any, Any],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    bias_correction1: float,
+    bias_correction2: float,
+    eps: float,
+    weight_decay: float,
+    decay: float,
+    clip: float,
+    decoupled: bool,
+    adapt: bool,
+    trust_clip: bool,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
+def lars_step(
+    params: Any,
+    state: dict[Any, Any],
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    trust_coeff: float,
+    eps: float,
+    nesterov: bool,
+    trust_clip: bool,
+    adapt: bool,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def lion_step(
     params: Any,
     state: dict[Any, Any],
@@ -147,7 +183,7 @@ def asgd_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
-def bench_stream(arrays: list[Any]) -> None: ...
+def bench_stream(arrays: list[Any], read_only: bool = False) -> None: ...
 def compiler() -> str: ...
 def cpu_simd_level() -> str: ...
 def get_num_threads() -> int: ...

@@ -180,6 +180,11 @@ class NativeOptimizer(Optimizer):
         """
         raise NotImplementedError
 
+    def _before_step(self, groups: list[dict[str, Any]]) -> None:
+        """What a step needs from all its parameters before any group is checked
+        (Lamb's global gradient norm); nothing by default. ``groups`` are the groups
+        the step spans: a ZeroRedundancyOptimizer passes every rank's, in full."""
+
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Performs one optimization step.
 
@@ -196,6 +201,7 @@ class NativeOptimizer(Optimizer):
         if closure is not None:
             loss = closure()
         groups = self.param_groups
+        self._before_step(groups)
         try:
             if len(groups) == 1:
                 # One native call checks the whole group, then writes it.

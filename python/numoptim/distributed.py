@@ -410,6 +410,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             and not _has_step_hooks(optim)
         ):
             loss = closure() if closure is not None else None
+            optim._before_step(self.param_groups)  # over every rank's parameters
             try:
                 writes = [optim._step_group(group, True) for group in optim.param_groups]
             except _core.SparseGradientError:

@@ -78,6 +78,16 @@ def _result_dtype(dtypes: list[np.dtype]) -> np.dtype:
     return np.dtype(np.float64) if any(d == np.float64 for d in dtypes) else np.dtype(np.float32)
 
 
+def _total_norm(tensors: list, norm_type: float, dtypes: list[np.dtype]) -> np.ndarray:
+    """The norm of the tensors' norms, each norm rounded to its entry of ``dtypes`` (as
+    torch's per-tensor norms), the total in their promoted dtype, as a 0-d array."""
+    reduced = _core.norm_reductions([_norm_input(t) for t in tensors], norm_type)
+    norms = _finish(reduced, norm_type)
+    norms = np.array([dtype.type(n) for n, dtype in zip(norms, dtypes)], dtype=np.float64)
+    total_reduced = _core.norm_reductions([norms], norm_type)
+    return np.array(_finish(total_reduced, norm_type)[0], dtype=_result_dtype(dtypes))
+
+
 def get_total_norm(
     tensors: Any,
     norm_type: float = 2.0,
@@ -113,14 +123,7 @@ def get_total_norm(
             f"linalg.vector_norm cannot compute the {name} norm on an empty tensor because "
             "the operation does not have an identity"
         )
-    reduced = _core.norm_reductions([_norm_input(t) for t in tensors], norm_type)
-    norms = _finish(reduced, norm_type)
-    dtypes = [_real_dtype(np.asarray(t).dtype) for t in tensors]
-    # Each tensor's norm in its dtype, as torch's per-tensor norms, then their norm.
-    norms = np.array([dtype.type(n) for n, dtype in zip(norms, dtypes)], dtype=np.float64)
-    dtype = _result_dtype(dtypes)
-    total_reduced = _core.norm_reductions([norms], norm_type)
-    total = np.array(_finish(total_reduced, norm_type)[0], dtype=dtype)
+    total = _total_norm(tensors, norm_type, [_real_dtype(np.asarray(t).dtype) for t in tensors])
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(
             f"The total norm of order {norm_type} for gradients from `parameters` is "
