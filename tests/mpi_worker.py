@@ -39,6 +39,9 @@ CASES = {
     "Lion": ({"lr": 0.01, "weight_decay": 0.1}, {"lr": 0.003, "betas": (0.8, 0.95)}),
     "AdEMAMix": ({"lr": 0.01, "t_alpha": 3, "t_beta3": 4}, {"lr": 0.003, "alpha": 2.0}),
     "Adan": ({"lr": 0.01, "weight_decay": 0.02}, {"lr": 0.003, "no_prox": True}),
+    # Lamb's default clipping takes the norm of every rank's gradients.
+    "Lamb": ({"lr": 0.01}, {"lr": 0.003, "decoupled_decay": True}),
+    "Lars": ({"lr": 0.1, "weight_decay": 0.01, "momentum": 0.9}, {"lr": 0.05, "trust_clip": True}),
     "Adam8bit": ({"lr": 0.01}, {"lr": 0.005}),
     "AdamW8bit": ({"lr": 0.01}, {"lr": 0.005, "weight_decay": 0.1}),
 }

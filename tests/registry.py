@@ -204,6 +204,44 @@ def _adan_cases():
     ]
 
 
+def _lamb_cases():
+    # timm, the oracle, has no maximize (harness.reference_class adds it, on negated
+    # gradients). The default max_grad_norm=1.0 clips: the gradients' total norm is
+    # larger. beta1 = 0.3: torch's lerp from the far end (weight 0.7 > 0.5).
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "max_grad_norm": None},
+        {"lr": 0.01, "weight_decay": 0, "max_grad_norm": None},  # no trust ratio
+        {"lr": 0.01, "weight_decay": 0, "always_adapt": True, "max_grad_norm": 3.0},
+        {"lr": 0.05, "weight_decay": 0.05, "trust_clip": True},
+        {"lr": 0.01, "weight_decay": 0.05, "decoupled_decay": True, "maximize": False},
+        {
+            "lr": 0.01,
+            "weight_decay": 0.05,
+            "decoupled_decay": True,
+            "corrected_weight_decay": True,
+        },
+        {"lr": 0.01, "grad_averaging": False, "bias_correction": False},
+        {"lr": 0.02, "betas": (0.3, 0.9), "eps": 1e-3, "max_grad_norm": 30.0},
+        {"lr": 0.01, "maximize": True, "foreach": False},
+    ]
+
+
+def _lars_cases():
+    # timm, the oracle, has no maximize (added as for Lamb). Without weight decay or
+    # always_adapt, LARS is SGD with momentum.
+    return [
+        {"lr": 0.1},
+        {"lr": 0.1, "weight_decay": 0.01},
+        {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01, "maximize": False},
+        {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+        {"lr": 0.1, "momentum": 0.9, "dampening": 0.25, "always_adapt": True},
+        {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.01, "trust_clip": True},
+        {"lr": 1.0, "trust_coeff": 0.02, "eps": 1e-3, "always_adapt": True, "trust_clip": True},
+        {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01, "maximize": True, "foreach": False},
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -229,6 +267,8 @@ OPTIMIZERS: dict[str, list[dict]] = {
     + [{"lr": 0.01, "betas": (0.9, 0.9), "silent_sgd_phase": False}],
     "AdEMAMix": _ademamix_cases(),
     "Adan": _adan_cases(),
+    "Lamb": _lamb_cases(),
+    "Lars": _lars_cases(),
 }
 
 # Optimizers that step only in train mode (Schedule-Free): the harness calls train()
@@ -245,6 +285,8 @@ ORACLES: dict[str, tuple[str, str]] = {
     "RAdamScheduleFree": ("schedulefree", "RAdamScheduleFree"),
     "AdEMAMix": ("bitsandbytes", "AdEMAMix"),  # through harness.ademamix_oracle
     "Adan": ("timm", "Adan"),  # timm/optim/adan.py through harness.load_timm_module
+    "Lamb": ("timm", "Lamb"),  # likewise
+    "Lars": ("timm", "Lars"),  # likewise
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -283,12 +325,14 @@ ELEMENTWISE = [
     "RAdamScheduleFree",
     "AdEMAMix",
     "Adan",
+    "Lamb",
+    "Lars",
 ]
 
 # Elementwise optimizers whose step count is the group's, counted once per step() call
 # whether or not a parameter has a gradient (timm's Adan, Schedule-Free's k), not each
 # parameter's own.
-GROUP_STEP = {"Adan", "AdamWScheduleFree", "SGDScheduleFree", "RAdamScheduleFree"}
+GROUP_STEP = {"Adan", "Lamb", "AdamWScheduleFree", "SGDScheduleFree", "RAdamScheduleFree"}
 
 # Optimizers that step complex parameters, as torch.optim does (as the real pairs of
 # their memory, torch.view_as_real); every configuration of each runs in the complex
@@ -483,6 +527,26 @@ INVALID: list[tuple[str, dict, type, str]] = [
         {"fused": True},
         TypeError,
         "Adan.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("Lamb", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("Lamb", {"lr": np.array([0.1, 0.2])}, ValueError, "learning rate must be a scalar"),
+    ("Lamb", {"eps": -1e-6}, ValueError, "Invalid epsilon: -1e-06"),
+    ("Lamb", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay: -0.1"),
+    ("Lamb", {"caution": True}, TypeError, "caution=True is not supported"),
+    (
+        "Lamb",
+        {"lr": 0.0, "decoupled_decay": True, "corrected_weight_decay": True},
+        ValueError,
+        "Corrected weight decay requires a positive max lr, got 0.0",
+    ),
+    ("Lars", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
+    ("Lars", {"momentum": -0.9}, ValueError, "Invalid momentum value: -0.9"),
+    ("Lars", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    (
+        "Lars",
+        {"nesterov": True, "momentum": 0.9, "dampening": 0.1},
+        ValueError,
+        "Nesterov momentum requires a momentum and zero dampening",
     ),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
