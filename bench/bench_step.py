@@ -297,6 +297,9 @@ class Case:
         state: the state buffers a NumPy reference needs, by torch's names.
         numpy: the NumPy reference, or None.
         fused: whether torch has fused=True for it on CPU.
+        first_pass: float arrays only read in a first pass over every element, before
+            the update (LAMB and LARS, whose update needs per-tensor norms; LAMB's
+            default global gradient clipping reads the gradient once more).
     """
 
     label: str
@@ -307,10 +310,11 @@ class Case:
     state: tuple = ()
     numpy: Optional[Callable] = None  # noqa: UP045 (dataclass field on Python 3.9)
     fused: bool = False
+    first_pass: int = 0
 
     @property
     def bytes_per_element(self) -> int:
-        return 4 * (self.reads + self.writes)
+        return 4 * (self.first_pass + self.reads + self.writes)
 
 
 # Adding an optimizer is one line; it is benchmarked as soon as numoptim has the class.
@@ -335,10 +339,14 @@ OPTIMIZERS = [
     Case("SGD-SF",       "SGDScheduleFree",   {"lr": 1.0},                3, 2),  # p, g, z
     Case("AdEMAMix",     "AdEMAMix", {"lr": 1e-3},                        5, 4, ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq"),     numpy_ademamix),  # no torch.optim.AdEMAMix
     Case("Adan",         "Adan",     {"lr": 1e-3},                        6, 5, ("exp_avg", "exp_avg_diff", "exp_avg_sq", "neg_pre_grad"), numpy_adan),  # no torch.optim.Adan
+    # Two passes: g (global clipping), then p, g, m, v (norms), then the update.
+    Case("Lamb",         "Lamb",     {"lr": 1e-3},                        4, 3, first_pass=5),
+    # Two passes: p, g (norms), then the momentum step.
+    Case("LARS",         "Lars",     {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}, 3, 2, first_pass=2),
 ]
 # fmt: on
 # The optimizers beyond torch.optim, held to the elementwise target in scenario (a).
-BEYOND_TORCH = ("Lion", "AdamW-SF", "SGD-SF", "AdEMAMix", "Adan")
+BEYOND_TORCH = ("Lion", "AdamW-SF", "SGD-SF", "AdEMAMix", "Adan", "Lamb", "LARS")
 # Scenario (a) by default; the others are always Adam.
 DEFAULT_LARGE = ["SGD-momentum", "Adam", "AdamW"]
 
@@ -405,13 +413,29 @@ def make_data(shapes, seed=0, layout="direct"):
     return make_arrays(shapes, rng, 1.0, layout), make_arrays(shapes, rng, 0.01, layout)
 
 
+def with_first_pass(case, tensors):
+    """bench_stream over `tensors` (lists of arrays, the gradient last), after a
+    read-only pass over the first `case.first_pass` arrays of each (the first pass of a
+    two-pass optimizer; the gradient is read first, as the global clipping does)."""
+    if not case.first_pass:
+        return lambda: _core.bench_stream(tensors)
+    # The gradient, the other arrays, then the gradient again (LAMB: 5 reads).
+    first = [[t[-1], *t[:-1], t[-1]][: case.first_pass] for t in tensors]
+
+    def step():
+        _core.bench_stream(first, True)
+        _core.bench_stream(tensors)
+
+    return step
+
+
 def roofline_step(case, total):
     """bench_stream over one flat tensor of `total` elements: the optimizer's bytes."""
     if not hasattr(_core, "bench_stream"):
         return None
     assert case.reads == case.writes + 1, "bench_stream reads one array it does not write"
     arrays = [np.zeros(total, dtype=np.float32) for _ in range(case.reads)]
-    return lambda: _core.bench_stream(arrays)
+    return with_first_pass(case, [arrays])
 
 
 def roofline_tensors_step(case, params):
@@ -420,7 +444,7 @@ def roofline_tensors_step(case, params):
     if not hasattr(_core, "bench_stream") or len(params) < 2:
         return None
     tensors = [[np.zeros(p.size, dtype=np.float32) for _ in range(case.reads)] for p in params]
-    return lambda: _core.bench_stream(tensors)
+    return with_first_pass(case, tensors)
 
 
 def roofline_arrays_step(case, params, grads):
@@ -436,7 +460,7 @@ def roofline_arrays_step(case, params, grads):
         + [g.reshape(-1)]
         for p, g in zip(params, grads)
     ]
-    return lambda: _core.bench_stream(tensors)
+    return with_first_pass(case, tensors)
 
 
 def numoptim_step(case, params, grads):
@@ -505,6 +529,8 @@ REFERENCES = {
     "RAdamScheduleFree": ("schedulefree", "RAdamScheduleFree", {"foreach": True}),
     "AdEMAMix": ("bitsandbytes.optim", "AdEMAMix", {}),  # its 32-bit CPU kernel
     "Adan": ("timm.optim.adan", "Adan", {"foreach": True}),  # pip install --no-deps timm
+    "Lamb": ("timm.optim.lamb", "Lamb", {"foreach": True}),
+    "Lars": ("timm.optim.lars", "Lars", {"foreach": True}),
 }
 
 

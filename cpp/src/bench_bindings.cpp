@@ -17,8 +17,8 @@ using Rule = Stream<float>;
 void add_tensor(py::handle arrays_obj, TensorList<float, Rule::num_buffers>& tensors) {
   const auto arrays = py::reinterpret_borrow<py::list>(arrays_obj);
   const std::size_t count = arrays.size();
-  if (count < 2 || count > Rule::max_writes + 1)
-    throw py::value_error("bench_stream takes 2 to " + std::to_string(Rule::max_writes + 1) +
+  if (count < 1 || count > Rule::max_writes + 1)
+    throw py::value_error("bench_stream takes 1 to " + std::to_string(Rule::max_writes + 1) +
                           " arrays per tensor");
   if (!tensors.buffers.empty() && tensors.buffers.front()[count - 1] == nullptr)
     throw py::value_error("bench_stream takes the same number of arrays for every tensor");
@@ -43,7 +43,7 @@ void add_tensor(py::handle arrays_obj, TensorList<float, Rule::num_buffers>& ten
 
 // `arrays`: one tensor's arrays, or a list of tensors, each a list of its arrays (the
 // roofline over the same tensors as a multi-tensor optimizer step).
-void bench_stream(py::list arrays) {
+void bench_stream(py::list arrays, bool read_only) {
   TensorList<float, Rule::num_buffers> tensors;
   if (arrays.size() > 0 && py::isinstance<py::list>(arrays[0])) {
     for (py::handle tensor : arrays) add_tensor(tensor, tensors);
@@ -53,11 +53,19 @@ void bench_stream(py::list arrays) {
   const std::size_t count = py::len(arrays.size() > 0 && py::isinstance<py::list>(arrays[0])
                                         ? py::reinterpret_borrow<py::list>(arrays[0])
                                         : arrays);
-  const Rule rule{count - 1};
-  const std::vector<Rule::Scalars> scalars(tensors.sizes.size());
+  if (!read_only && count < 2)
+    throw py::value_error("bench_stream takes 2 arrays or more per tensor, or read_only");
   const int threads = num_threads();
   const Isa isa = active_isa();
   py::gil_scoped_release release;
+  if (read_only) {
+    const ReadStream<float> rule{count};
+    run_multi_tensor(rule, std::vector<ReadStream<float>::Scalars>(tensors.sizes.size()), tensors,
+                     threads, isa);
+    return;
+  }
+  const Rule rule{count - 1};
+  const std::vector<Rule::Scalars> scalars(tensors.sizes.size());
   run_multi_tensor(rule, scalars, tensors, threads, isa);
 }
 
@@ -65,11 +73,12 @@ void bench_stream(py::list arrays) {
 
 void register_bench(py::module_& m) {
   using namespace pybind11::literals;
-  m.def("bench_stream", &bench_stream, "arrays"_a,
+  m.def("bench_stream", &bench_stream, "arrays"_a, "read_only"_a = false,
         "Roofline kernel for benchmarks: sums the float32 arrays elementwise and writes the "
         "sum in place to all but the last, with the optimizers' driver, threads and SIMD "
         "level. Moves 4 * (2 * len(arrays) - 1) bytes per element. `arrays` may also be a "
-        "list of tensors, each a list of its arrays.");
+        "list of tensors, each a list of its arrays. With read_only, only sums them (the first "
+        "pass of a two-pass optimizer): 4 * len(arrays) bytes per element.");
 }
 
 }  // namespace numoptim::binding

@@ -55,4 +55,25 @@ struct Stream {
   }
 };
 
+// The roofline of a read-only pass (the first pass of LAMB and LARS, two_pass.hpp): sums
+// every buffer's elements and writes the sum over the first element of buffers[0], so
+// that the reads are not optimized away (one store per chunk; benchmarks only).
+template <class T>
+struct ReadStream {
+  static constexpr std::size_t num_buffers = 8;
+  static constexpr std::size_t num_scalar_state = 0;
+  std::size_t count;  // arrays read, 1 <= count <= num_buffers
+  struct Scalars {};
+  Scalars prepare(float* const* /*scalar_state*/, bool /*fresh*/) const { return {}; }
+  void update(const Scalars&, T* const* buffers, std::size_t n) const {
+    T s = 0;
+    for (std::size_t k = 0; k < count; ++k) {
+      const T* in = buffers[k];
+#pragma omp simd reduction(+ : s)
+      for (std::size_t i = 0; i < n; ++i) s += in[i];
+    }
+    if (n > 0) buffers[0][0] = s;
+  }
+};
+
 }  // namespace numoptim
