@@ -311,7 +311,11 @@ def timm_oracle(module: str, attribute: str):
 
 
 # Optimizers whose oracle needs an adapter: name -> function(torch) giving the class.
-ORACLE_ADAPTERS = {"AdEMAMix": ademamix_oracle, "Adan": timm_oracle("adan", "Adan")}
+ORACLE_ADAPTERS = {
+    "AdEMAMix": ademamix_oracle,
+    "Adan": timm_oracle("adan", "Adan"),
+    "NAdamW": timm_oracle("nadamw", "NAdamW"),
+}
 
 
 def reference_available(name: str) -> bool:

@@ -204,6 +204,17 @@ def _adan_cases():
     ]
 
 
+def _nadamw_cases():
+    # timm's defaults decay (weight_decay=1e-2). beta1 = 0.3: torch's lerp from the far
+    # end. corrected_weight_decay: the second group's halved lr against the constructor's.
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.05, "maximize": True},
+        {"lr": 0.02, "betas": (0.3, 0.5), "eps": 1e-3, "weight_decay": 0.0, "maximize": False},
+        {"lr": 0.02, "weight_decay": 0.1, "corrected_weight_decay": True, "foreach": False},
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -229,6 +240,7 @@ OPTIMIZERS: dict[str, list[dict]] = {
     + [{"lr": 0.01, "betas": (0.9, 0.9), "silent_sgd_phase": False}],
     "AdEMAMix": _ademamix_cases(),
     "Adan": _adan_cases(),
+    "NAdamW": _nadamw_cases(),
 }
 
 # Optimizers that step only in train mode (Schedule-Free): the harness calls train()
@@ -245,6 +257,7 @@ ORACLES: dict[str, tuple[str, str]] = {
     "RAdamScheduleFree": ("schedulefree", "RAdamScheduleFree"),
     "AdEMAMix": ("bitsandbytes", "AdEMAMix"),  # through harness.ademamix_oracle
     "Adan": ("timm", "Adan"),  # timm/optim/adan.py through harness.load_timm_module
+    "NAdamW": ("timm", "NAdamW"),  # timm/optim/*.py through harness.load_timm_module
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -283,6 +296,7 @@ ELEMENTWISE = [
     "RAdamScheduleFree",
     "AdEMAMix",
     "Adan",
+    "NAdamW",
 ]
 
 # Elementwise optimizers whose step count is the group's, counted once per step() call
@@ -483,6 +497,21 @@ INVALID: list[tuple[str, dict, type, str]] = [
         {"fused": True},
         TypeError,
         "Adan.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("NAdamW", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("NAdamW", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("NAdamW", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    ("NAdamW", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("NAdamW", {"betas": (0.9, -0.1)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    ("NAdamW", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("NAdamW", {"caution": True}, TypeError, "caution=True is not supported"),
+    ("NAdamW", {"clipping_threshold": 1.0}, TypeError, "clipping_threshold is not supported"),
+    ("NAdamW", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    (
+        "NAdamW",
+        {"lr": 0.0, "corrected_weight_decay": True},
+        ValueError,
+        "Corrected weight decay requires a positive max lr, got 0.0.",
     ),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),

@@ -18,6 +18,7 @@
 #include "numoptim/adam8bit.hpp"
 #include "numoptim/adamax.hpp"
 #include "numoptim/adan.hpp"
+#include "numoptim/nadamw.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/grad_norm.hpp"
 #include "numoptim/lion.hpp"
@@ -309,6 +310,21 @@ py::object adan_step(py::handle params, py::dict state, double lr, double beta1,
   return step_group<numoptim::Adan>(params, state, layout, [=](auto zero) {
     return numoptim::Adan<decltype(zero)>{lr,           beta1, beta2,   beta3,   eps,
                                           weight_decay, step,  no_prox, maximize};
+  }, defer);
+}
+
+// NAdamW (timm): each parameter's own float32 step; Python gives the decay's scale
+// (lr, or lr^2 / max_lr with corrected weight decay).
+py::object nadamw_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                       double eps, double weight_decay, double wd_scale, bool maximize,
+                       bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  return step_group<numoptim::NAdamW>(params, state, layout, [=](auto zero) {
+    return numoptim::NAdamW<decltype(zero)>{lr, beta1, beta2, eps, weight_decay, wd_scale,
+                                            maximize};
   }, defer);
 }
 
@@ -719,6 +735,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("adan_step", &adan_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "beta3"_a, "eps"_a, "weight_decay"_a, "step"_a, "no_prox"_a, "maximize"_a,
         "master_weights"_a, "defer"_a);
+  m.def("nadamw_step", &nadamw_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "eps"_a, "weight_decay"_a, "wd_scale"_a, "maximize"_a, "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
         "defer"_a);

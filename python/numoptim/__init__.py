@@ -27,6 +27,7 @@ from .lbfgs import LBFGS
 from .lion import Lion
 from .muon import Muon
 from .nadam import NAdam
+from .nadamw import NAdamW
 from .optimizer import Optimizer
 from .parameter import Parameter
 from .radam import RAdam
@@ -65,6 +66,7 @@ __all__ = [
     "Lion",
     "Muon",
     "NAdam",
+    "NAdamW",
     "Optimizer",
     "Parameter",
     "RAdam",

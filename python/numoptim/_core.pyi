@@ -109,6 +109,19 @@ def adan_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def nadamw_step(
+    params: Any,
+    state: dict[Any, Any],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    wd_scale: float,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def lion_step(
     params: Any,
     state: dict[Any, Any],
