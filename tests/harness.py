@@ -315,6 +315,7 @@ ORACLE_ADAPTERS = {
     "AdEMAMix": ademamix_oracle,
     "Adan": timm_oracle("adan", "Adan"),
     "NAdamW": timm_oracle("nadamw", "NAdamW"),
+    "LaProp": timm_oracle("laprop", "LaProp"),
 }
 
 

@@ -215,6 +215,19 @@ def _nadamw_cases():
     ]
 
 
+def _laprop_cases():
+    # timm has no maximize (harness.reference_class adds it, on negated gradients).
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.05, "maximize": True},
+        {"lr": 0.02, "betas": (0.3, 0.5), "eps": 1e-3, "weight_decay": 0.02, "foreach": False},
+        {"lr": 0.02, "weight_decay": 0.1, "corrected_weight_decay": True, "maximize": False},
+        # An array lr: timm's exp_avg_lr_1 is then an array of its dtype, and it
+        # multiplies and adds apart (unfused).
+        {"lr": np.array(0.01), "weight_decay": 0.05},
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -241,6 +254,7 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "AdEMAMix": _ademamix_cases(),
     "Adan": _adan_cases(),
     "NAdamW": _nadamw_cases(),
+    "LaProp": _laprop_cases(),
 }
 
 # Optimizers that step only in train mode (Schedule-Free): the harness calls train()
@@ -258,6 +272,7 @@ ORACLES: dict[str, tuple[str, str]] = {
     "AdEMAMix": ("bitsandbytes", "AdEMAMix"),  # through harness.ademamix_oracle
     "Adan": ("timm", "Adan"),  # timm/optim/adan.py through harness.load_timm_module
     "NAdamW": ("timm", "NAdamW"),  # timm/optim/*.py through harness.load_timm_module
+    "LaProp": ("timm", "LaProp"),
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -297,6 +312,7 @@ ELEMENTWISE = [
     "AdEMAMix",
     "Adan",
     "NAdamW",
+    "LaProp",
 ]
 
 # Elementwise optimizers whose step count is the group's, counted once per step() call
@@ -509,6 +525,23 @@ INVALID: list[tuple[str, dict, type, str]] = [
     ("NAdamW", {"capturable": True}, ValueError, "capturable=True is not supported"),
     (
         "NAdamW",
+        {"lr": 0.0, "corrected_weight_decay": True},
+        ValueError,
+        "Corrected weight decay requires a positive max lr, got 0.0.",
+    ),
+    ("LaProp", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    (
+        "LaProp",
+        {"lr": np.array([0.1, 0.2])},
+        ValueError,
+        "learning rate must be a scalar or scalar tensor.",
+    ),
+    ("LaProp", {"eps": -1e-15}, ValueError, "Invalid epsilon: -1e-15"),
+    ("LaProp", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("LaProp", {"betas": (0.9, 1.5)}, ValueError, "Invalid beta parameter at index 1: 1.5"),
+    ("LaProp", {"caution": True}, TypeError, "caution=True is not supported"),
+    (
+        "LaProp",
         {"lr": 0.0, "corrected_weight_decay": True},
         ValueError,
         "Corrected weight decay requires a positive max lr, got 0.0.",

@@ -19,6 +19,7 @@
 #include "numoptim/adamax.hpp"
 #include "numoptim/adan.hpp"
 #include "numoptim/nadamw.hpp"
+#include "numoptim/laprop.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/grad_norm.hpp"
 #include "numoptim/lion.hpp"
@@ -324,6 +325,23 @@ py::object nadamw_step(py::handle params, py::dict state, double lr, double beta
   layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
   return step_group<numoptim::NAdamW>(params, state, layout, [=](auto zero) {
     return numoptim::NAdamW<decltype(zero)>{lr, beta1, beta2, eps, weight_decay, wd_scale,
+                                            maximize};
+  }, defer);
+}
+
+// LaProp (timm): step and exp_avg_lr_2 are each parameter's 0-d float32; exp_avg_lr_1
+// (a Python float) is the Python class's, which gives the step size of the parameters
+// it passes (those that share it) and the decay's scale.
+py::object laprop_step(py::handle params, py::dict state, double beta1, double beta2, double eps,
+                       double momentum_scale, double neg_step_size, double decay_scale,
+                       bool decay, bool tensor_scales, bool maximize, bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.scalars = {{"step", 0.0}, {"exp_avg_lr_2", 0.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  return step_group<numoptim::LaProp>(params, state, layout, [=](auto zero) {
+    return numoptim::LaProp<decltype(zero)>{beta1,       beta2, eps,           momentum_scale,
+                                            neg_step_size, decay_scale, decay, tensor_scales,
                                             maximize};
   }, defer);
 }
@@ -737,6 +755,9 @@ PYBIND11_MODULE(_core, m) {
         "master_weights"_a, "defer"_a);
   m.def("nadamw_step", &nadamw_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "wd_scale"_a, "maximize"_a, "master_weights"_a, "defer"_a);
+  m.def("laprop_step", &laprop_step, "params"_a, "state"_a, "beta1"_a, "beta2"_a, "eps"_a,
+        "momentum_scale"_a, "neg_step_size"_a, "decay_scale"_a, "decay"_a, "tensor_scales"_a,
+        "maximize"_a, "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
         "defer"_a);

@@ -23,6 +23,7 @@ from .adamw import AdamW
 from .adan import Adan
 from .ademamix import AdEMAMix
 from .asgd import ASGD
+from .laprop import LaProp
 from .lbfgs import LBFGS
 from .lion import Lion
 from .muon import Muon
@@ -63,6 +64,7 @@ __all__ = [
     "AdamWScheduleFree",
     "Adamax",
     "Adan",
+    "LaProp",
     "Lion",
     "Muon",
     "NAdam",

@@ -122,6 +122,21 @@ def nadamw_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def laprop_step(
+    params: Any,
+    state: dict[Any, Any],
+    beta1: float,
+    beta2: float,
+    eps: float,
+    momentum_scale: float,
+    neg_step_size: float,
+    decay_scale: float,
+    decay: bool,
+    tensor_scales: bool,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def lion_step(
     params: Any,
     state: dict[Any, Any],

@@ -3,6 +3,7 @@ decay and the refusal of its options that need a per-tensor reduction."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ._native import NativeOptimizer, lr_value
@@ -35,6 +36,28 @@ def refuse_caution(name: str) -> TypeError:
         f"caution=True is not supported: Cautious {name} needs a per-tensor mean of its "
         f"mask before the update, which numoptim's {name} does not compute"
     )
+
+
+def run_parts(writes: list[Callable[[], None]], after: Callable[[], None]) -> Callable[[], None]:
+    """One deferred write of a group that steps in several native calls (its parameters
+    partitioned by a per-parameter constant that timm keeps as a Python number): every
+    call was checked before this runs; ``after`` then writes the Python-kept state."""
+
+    def write() -> None:
+        for part in writes:
+            part()
+        after()
+
+    return write
+
+
+def state_in_order(state: dict[Any, Any], order: tuple[str, ...]) -> None:
+    """Puts the keys of a parameter's new state in timm's order of creation (the native
+    step creates the arrays, the Python class its Python numbers after them)."""
+    items = dict(state)
+    state.clear()
+    state.update((key, items.pop(key)) for key in order if key in items)
+    state.update(items)
 
 
 # In ``_load_defaults``: the constructor's lr, as timm's ``__setstate__`` fills in a
