@@ -316,6 +316,7 @@ ORACLE_ADAPTERS = {
     "Adan": timm_oracle("adan", "Adan"),
     "NAdamW": timm_oracle("nadamw", "NAdamW"),
     "LaProp": timm_oracle("laprop", "LaProp"),
+    "AdaBelief": timm_oracle("adabelief", "AdaBelief"),
 }
 
 

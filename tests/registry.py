@@ -228,6 +228,32 @@ def _laprop_cases():
     ]
 
 
+def _adabelief_cases():
+    # rectify (the default): with beta2 = 0.999 the steps 1-5 are SGD's (rho_t < 5), then
+    # rectified; with beta2 = 0.9 rectified from step 6 (before it no update without
+    # degenerated_to_sgd). timm has no maximize (harness.reference_class adds it).
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "rectify": False, "amsgrad": True, "weight_decay": 0.05, "maximize": False},
+        {
+            "lr": 0.01,
+            "betas": (0.8, 0.9),
+            "weight_decay": 0.05,
+            "decoupled_decay": False,
+            "degenerated_to_sgd": False,
+        },
+        {
+            "lr": 0.02,
+            "betas": (0.3, 0.9),
+            "eps": 1e-8,
+            "weight_decay": 0.1,
+            "fixed_decay": True,
+            "amsgrad": True,
+        },
+        {"lr": 0.01, "rectify": False, "maximize": True, "foreach": False},
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -255,6 +281,7 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "Adan": _adan_cases(),
     "NAdamW": _nadamw_cases(),
     "LaProp": _laprop_cases(),
+    "AdaBelief": _adabelief_cases(),
 }
 
 # Optimizers that step only in train mode (Schedule-Free): the harness calls train()
@@ -273,6 +300,7 @@ ORACLES: dict[str, tuple[str, str]] = {
     "Adan": ("timm", "Adan"),  # timm/optim/adan.py through harness.load_timm_module
     "NAdamW": ("timm", "NAdamW"),  # timm/optim/*.py through harness.load_timm_module
     "LaProp": ("timm", "LaProp"),
+    "AdaBelief": ("timm", "AdaBelief"),
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -313,6 +341,7 @@ ELEMENTWISE = [
     "Adan",
     "NAdamW",
     "LaProp",
+    "AdaBelief",
 ]
 
 # Elementwise optimizers whose step count is the group's, counted once per step() call
@@ -545,6 +574,16 @@ INVALID: list[tuple[str, dict, type, str]] = [
         {"lr": 0.0, "corrected_weight_decay": True},
         ValueError,
         "Corrected weight decay requires a positive max lr, got 0.0.",
+    ),
+    ("AdaBelief", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("AdaBelief", {"eps": -1e-16}, ValueError, "Invalid epsilon value: -1e-16"),
+    ("AdaBelief", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("AdaBelief", {"betas": (0.9, -0.1)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    (
+        "AdaBelief",
+        {"fused": True},
+        TypeError,
+        "AdaBelief.__init__() got an unexpected keyword argument 'fused'",
     ),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),

@@ -20,6 +20,7 @@
 #include "numoptim/adan.hpp"
 #include "numoptim/nadamw.hpp"
 #include "numoptim/laprop.hpp"
+#include "numoptim/adabelief.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/grad_norm.hpp"
 #include "numoptim/lion.hpp"
@@ -343,6 +344,23 @@ py::object laprop_step(py::handle params, py::dict state, double beta1, double b
     return numoptim::LaProp<decltype(zero)>{beta1,       beta2, eps,           momentum_scale,
                                             neg_step_size, decay_scale, decay, tensor_scales,
                                             maximize};
+  }, defer);
+}
+
+// AdaBelief (timm): the step count is a Python int in each parameter's state, kept by
+// the Python class, which passes the parameters of one count with its constants.
+py::object adabelief_step(py::handle params, py::dict state, double beta1, double beta2,
+                          double eps, double weight_decay, double decay_factor,
+                          double neg_step_size, double bias_correction2_sqrt, int update_kind,
+                          bool amsgrad, bool decoupled, bool maximize, bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_var", 0.0}};
+  if (amsgrad) layout.buffers.push_back({"max_exp_avg_var", 0.0});
+  return step_group<numoptim::AdaBelief>(params, state, layout, [=](auto zero) {
+    return numoptim::AdaBelief<decltype(zero)>{
+        beta1,      beta2,   eps,       weight_decay, decay_factor, neg_step_size,
+        bias_correction2_sqrt, update_kind, amsgrad, decoupled,    maximize};
   }, defer);
 }
 
@@ -758,6 +776,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("laprop_step", &laprop_step, "params"_a, "state"_a, "beta1"_a, "beta2"_a, "eps"_a,
         "momentum_scale"_a, "neg_step_size"_a, "decay_scale"_a, "decay"_a, "tensor_scales"_a,
         "maximize"_a, "master_weights"_a, "defer"_a);
+  m.def("adabelief_step", &adabelief_step, "params"_a, "state"_a, "beta1"_a, "beta2"_a,
+        "eps"_a, "weight_decay"_a, "decay_factor"_a, "neg_step_size"_a,
+        "bias_correction2_sqrt"_a, "update_kind"_a, "amsgrad"_a, "decoupled"_a, "maximize"_a,
+        "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
         "defer"_a);

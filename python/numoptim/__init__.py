@@ -13,6 +13,7 @@ _core = load_core()
 # distributed imports mpi4py only when one of its functions runs.
 from . import distributed, lr_scheduler, plotting, swa_utils, utils
 from ._config import get_num_threads, set_num_threads, show_config
+from .adabelief import AdaBelief
 from .adadelta import Adadelta
 from .adafactor import Adafactor
 from .adagrad import Adagrad
@@ -54,6 +55,7 @@ __all__ = [
     "LBFGS",
     "SGD",
     "AdEMAMix",
+    "AdaBelief",
     "Adadelta",
     "Adafactor",
     "Adagrad",

@@ -137,6 +137,23 @@ def laprop_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def adabelief_step(
+    params: Any,
+    state: dict[Any, Any],
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decay_factor: float,
+    neg_step_size: float,
+    bias_correction2_sqrt: float,
+    update_kind: int,
+    amsgrad: bool,
+    decoupled: bool,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def lion_step(
     params: Any,
     state: dict[Any, Any],
