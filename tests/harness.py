@@ -317,6 +317,7 @@ ORACLE_ADAPTERS = {
     "NAdamW": timm_oracle("nadamw", "NAdamW"),
     "LaProp": timm_oracle("laprop", "LaProp"),
     "AdaBelief": timm_oracle("adabelief", "AdaBelief"),
+    "Adopt": timm_oracle("adopt", "Adopt"),
 }
 
 

@@ -254,6 +254,30 @@ def _adabelief_cases():
     ]
 
 
+def _adopt_cases():
+    # A parameter's first step only sets exp_avg_sq; the clip bound (t - 1)^clip_exp.
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "clip_exp": None, "weight_decay": 0.05, "maximize": False},
+        {
+            "lr": 0.01,
+            "weight_decay": 0.05,
+            "decoupled": True,
+            "corrected_weight_decay": True,
+            "maximize": True,
+        },
+        {
+            "lr": 0.02,
+            "betas": (0.3, 0.5),
+            "eps": 1e-3,
+            "clip_exp": 0.5,
+            "weight_decay": 0.02,
+            "decoupled": True,
+            "foreach": False,
+        },
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -282,6 +306,7 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "NAdamW": _nadamw_cases(),
     "LaProp": _laprop_cases(),
     "AdaBelief": _adabelief_cases(),
+    "Adopt": _adopt_cases(),
 }
 
 # Optimizers that step only in train mode (Schedule-Free): the harness calls train()
@@ -301,6 +326,7 @@ ORACLES: dict[str, tuple[str, str]] = {
     "NAdamW": ("timm", "NAdamW"),  # timm/optim/*.py through harness.load_timm_module
     "LaProp": ("timm", "LaProp"),
     "AdaBelief": ("timm", "AdaBelief"),
+    "Adopt": ("timm", "Adopt"),
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -342,6 +368,7 @@ ELEMENTWISE = [
     "NAdamW",
     "LaProp",
     "AdaBelief",
+    "Adopt",
 ]
 
 # Elementwise optimizers whose step count is the group's, counted once per step() call
@@ -585,6 +612,21 @@ INVALID: list[tuple[str, dict, type, str]] = [
         TypeError,
         "AdaBelief.__init__() got an unexpected keyword argument 'fused'",
     ),
+    ("Adopt", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("Adopt", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    (
+        "Adopt",
+        {"lr": np.array(0.01), "foreach": True},
+        ValueError,
+        "lr as a Tensor is not supported for capturable=False and foreach=True",
+    ),
+    ("Adopt", {"eps": -1e-6}, ValueError, "Invalid epsilon value: -1e-06"),
+    ("Adopt", {"betas": (1.0, 0.9999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("Adopt", {"betas": (0.9, 1.0)}, ValueError, "Invalid beta parameter at index 1: 1.0"),
+    ("Adopt", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("Adopt", {"caution": True}, TypeError, "caution=True is not supported"),
+    ("Adopt", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("Adopt", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
     ("Adafactor", {"lr": -0.01}, ValueError, "Learning rate should be >= 0 but is: -0.01"),

@@ -21,6 +21,7 @@
 #include "numoptim/nadamw.hpp"
 #include "numoptim/laprop.hpp"
 #include "numoptim/adabelief.hpp"
+#include "numoptim/adopt.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/grad_norm.hpp"
 #include "numoptim/lion.hpp"
@@ -361,6 +362,21 @@ py::object adabelief_step(py::handle params, py::dict state, double beta1, doubl
     return numoptim::AdaBelief<decltype(zero)>{
         beta1,      beta2,   eps,       weight_decay, decay_factor, neg_step_size,
         bias_correction2_sqrt, update_kind, amsgrad, decoupled,    maximize};
+  }, defer);
+}
+
+// Adopt (timm): each parameter's own float32 step; its first step (the one that creates
+// its state) only accumulates the second moment.
+py::object adopt_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                      double eps, double weight_decay, double wd_scale, double clip_exp,
+                      bool clip, bool decoupled, bool maximize, bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  return step_group<numoptim::Adopt>(params, state, layout, [=](auto zero) {
+    return numoptim::Adopt<decltype(zero)>{lr,       beta1, beta2,     eps,      weight_decay,
+                                           wd_scale, clip_exp, clip, decoupled, maximize};
   }, defer);
 }
 
@@ -780,6 +796,9 @@ PYBIND11_MODULE(_core, m) {
         "eps"_a, "weight_decay"_a, "decay_factor"_a, "neg_step_size"_a,
         "bias_correction2_sqrt"_a, "update_kind"_a, "amsgrad"_a, "decoupled"_a, "maximize"_a,
         "master_weights"_a, "defer"_a);
+  m.def("adopt_step", &adopt_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "eps"_a, "weight_decay"_a, "wd_scale"_a, "clip_exp"_a, "clip"_a, "decoupled"_a,
+        "maximize"_a, "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
         "defer"_a);

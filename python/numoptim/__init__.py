@@ -23,6 +23,7 @@ from .adamax import Adamax
 from .adamw import AdamW
 from .adan import Adan
 from .ademamix import AdEMAMix
+from .adopt import Adopt
 from .asgd import ASGD
 from .laprop import LaProp
 from .lbfgs import LBFGS
@@ -66,6 +67,7 @@ __all__ = [
     "AdamWScheduleFree",
     "Adamax",
     "Adan",
+    "Adopt",
     "LaProp",
     "Lion",
     "Muon",

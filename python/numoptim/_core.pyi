@@ -154,6 +154,22 @@ def adabelief_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def adopt_step(
+    params: Any,
+    state: dict[Any, Any],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    wd_scale: float,
+    clip_exp: float,
+    clip: bool,
+    decoupled: bool,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def lion_step(
     params: Any,
     state: dict[Any, Any],
