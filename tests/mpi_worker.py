@@ -39,6 +39,10 @@ CASES = {
     "Lion": ({"lr": 0.01, "weight_decay": 0.1}, {"lr": 0.003, "betas": (0.8, 0.95)}),
     "AdEMAMix": ({"lr": 0.01, "t_alpha": 3, "t_beta3": 4}, {"lr": 0.003, "alpha": 2.0}),
     "Adan": ({"lr": 0.01, "weight_decay": 0.02}, {"lr": 0.003, "no_prox": True}),
+    "NAdamW": ({"lr": 0.01}, {"lr": 0.003, "corrected_weight_decay": True}),
+    "LaProp": ({"lr": 0.01, "weight_decay": 0.02}, {"lr": 0.003, "betas": (0.8, 0.95)}),
+    "AdaBelief": ({"lr": 0.01, "amsgrad": True}, {"lr": 0.003, "rectify": False}),
+    "Adopt": ({"lr": 0.01, "weight_decay": 0.02}, {"lr": 0.003, "decoupled": True}),
     "Adam8bit": ({"lr": 0.01}, {"lr": 0.005}),
     "AdamW8bit": ({"lr": 0.01}, {"lr": 0.005, "weight_decay": 0.1}),
 }
