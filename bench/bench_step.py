@@ -335,10 +335,24 @@ OPTIMIZERS = [
     Case("SGD-SF",       "SGDScheduleFree",   {"lr": 1.0},                3, 2),  # p, g, z
     Case("AdEMAMix",     "AdEMAMix", {"lr": 1e-3},                        5, 4, ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq"),     numpy_ademamix),  # no torch.optim.AdEMAMix
     Case("Adan",         "Adan",     {"lr": 1e-3},                        6, 5, ("exp_avg", "exp_avg_diff", "exp_avg_sq", "neg_pre_grad"), numpy_adan),  # no torch.optim.Adan
+    Case("NAdamW",       "NAdamW",   {"lr": 1e-3},                        4, 3),  # p, g, exp_avg, exp_avg_sq; timm's
+    Case("LaProp",       "LaProp",   {"lr": 4e-4},                        4, 3),  # p, g, exp_avg, exp_avg_sq; timm's
+    Case("AdaBelief",    "AdaBelief", {"lr": 1e-3},                       4, 3),  # p, g, exp_avg, exp_avg_var; timm's
+    Case("Adopt",        "Adopt",    {"lr": 1e-3},                        4, 3),  # p, g, exp_avg, exp_avg_sq; timm's
 ]
 # fmt: on
 # The optimizers beyond torch.optim, held to the elementwise target in scenario (a).
-BEYOND_TORCH = ("Lion", "AdamW-SF", "SGD-SF", "AdEMAMix", "Adan")
+BEYOND_TORCH = (
+    "Lion",
+    "AdamW-SF",
+    "SGD-SF",
+    "AdEMAMix",
+    "Adan",
+    "NAdamW",
+    "LaProp",
+    "AdaBelief",
+    "Adopt",
+)
 # Scenario (a) by default; the others are always Adam.
 DEFAULT_LARGE = ["SGD-momentum", "Adam", "AdamW"]
 
@@ -505,6 +519,10 @@ REFERENCES = {
     "RAdamScheduleFree": ("schedulefree", "RAdamScheduleFree", {"foreach": True}),
     "AdEMAMix": ("bitsandbytes.optim", "AdEMAMix", {}),  # its 32-bit CPU kernel
     "Adan": ("timm.optim.adan", "Adan", {"foreach": True}),  # pip install --no-deps timm
+    "NAdamW": ("timm.optim.nadamw", "NAdamW", {"foreach": True}),
+    "LaProp": ("timm.optim.laprop", "LaProp", {"foreach": True}),
+    "AdaBelief": ("timm.optim.adabelief", "AdaBelief", {"foreach": True}),
+    "Adopt": ("timm.optim.adopt", "Adopt", {"foreach": True}),
 }
 
 
@@ -551,7 +569,7 @@ def torch_step(case, params, grads, fused):
         ps.append(q)
     if not hasattr(
         torch.optim, case.name
-    ):  # Lion, Schedule-Free, AdEMAMix, Adan: not in torch.optim
+    ):  # Lion, Schedule-Free, AdEMAMix, Adan, timm's: not in torch.optim
         return None
     try:
         opt = getattr(torch.optim, case.name)(
