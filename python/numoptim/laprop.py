@@ -161,7 +161,7 @@ class LaProp(WithMaxLrSnapshot):
                 lr_1 = np.asarray(lr_1)  # NumPy makes a 0-d result a scalar
             latest[id(p)] = lr_1
             new_lr_1.append((p, lr_1))
-            key = lr_1.tobytes() if tensor_lr else lr_1.hex()
+            key = np.asarray(lr_1).tobytes()  # NaN equals itself, -0.0 is not 0.0
             parts.setdefault(key, ([], lr_1))[0].append(p)
         if not parts:
             return None if not defer else (lambda: None)
