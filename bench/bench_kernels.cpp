@@ -19,6 +19,10 @@
 #include "numoptim/adamax.hpp"
 #include "numoptim/ademamix.hpp"
 #include "numoptim/adan.hpp"
+#include "numoptim/nadamw.hpp"
+#include "numoptim/laprop.hpp"
+#include "numoptim/adabelief.hpp"
+#include "numoptim/adopt.hpp"
 #include "numoptim/lion.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/dispatch.hpp"
@@ -115,6 +119,11 @@ int main(int argc, char** argv) {
   add("AdEMAMix", AdEMAMix<float>{1e-3, 0.9, 0.999, 0.9999, 5.0, 1e-8, 1e-2, 0.0, 0.0, false}, 5, 4);
   add("Stream/44B", Stream<float>{5}, 6, 5);
   add("Adan", Adan<float>{1e-3, 0.98, 0.92, 0.99, 1e-8, 0.0, 2.0, false, false}, 6, 5);
+  add("NAdamW", NAdamW<float>{1e-3, 0.9, 0.999, 1e-8, 1e-2, 1e-3, false}, 4, 3);
+  add("LaProp", LaProp<float>{0.9, 0.999, 1e-15, 4e-5, -4e-4, 0.0, false, false, false}, 4, 3);
+  add("AdaBelief", AdaBelief<float>{0.9, 0.999, 1e-16, 0.0, 1.0, -1e-3, 1.0, 1, false, true, false},
+      4, 3);
+  add("Adopt", Adopt<float>{1e-3, 0.9, 0.9999, 1e-6, 0.0, 1e-3, 0.333, true, false, false}, 4, 3);
 
   benchmark::AddCustomContext("numoptim_simd", numoptim::isa_name(numoptim::active_isa()));
   benchmark::AddCustomContext("numoptim_cpu_simd", numoptim::isa_name(numoptim::cpu_isa()));

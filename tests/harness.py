@@ -316,6 +316,10 @@ ORACLE_ADAPTERS = {
     "Adan": timm_oracle("adan", "Adan"),
     "Lamb": timm_oracle("lamb", "Lamb"),
     "Lars": timm_oracle("lars", "Lars"),
+    "NAdamW": timm_oracle("nadamw", "NAdamW"),
+    "LaProp": timm_oracle("laprop", "LaProp"),
+    "AdaBelief": timm_oracle("adabelief", "AdaBelief"),
+    "Adopt": timm_oracle("adopt", "Adopt"),
 }
 
 

@@ -42,6 +42,10 @@ CASES = {
     # Lamb's default clipping takes the norm of every rank's gradients.
     "Lamb": ({"lr": 0.01}, {"lr": 0.003, "decoupled_decay": True}),
     "Lars": ({"lr": 0.1, "weight_decay": 0.01, "momentum": 0.9}, {"lr": 0.05, "trust_clip": True}),
+    "NAdamW": ({"lr": 0.01}, {"lr": 0.003, "corrected_weight_decay": True}),
+    "LaProp": ({"lr": 0.01, "weight_decay": 0.02}, {"lr": 0.003, "betas": (0.8, 0.95)}),
+    "AdaBelief": ({"lr": 0.01, "amsgrad": True}, {"lr": 0.003, "rectify": False}),
+    "Adopt": ({"lr": 0.01, "weight_decay": 0.02}, {"lr": 0.003, "decoupled": True}),
     "Adam8bit": ({"lr": 0.01}, {"lr": 0.005}),
     "AdamW8bit": ({"lr": 0.01}, {"lr": 0.005, "weight_decay": 0.1}),
 }

@@ -242,6 +242,80 @@ def _lars_cases():
     ]
 
 
+def _nadamw_cases():
+    # timm's defaults decay (weight_decay=1e-2). beta1 = 0.3: torch's lerp from the far
+    # end. corrected_weight_decay: the second group's halved lr against the constructor's.
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.05, "maximize": True},
+        {"lr": 0.02, "betas": (0.3, 0.5), "eps": 1e-3, "weight_decay": 0.0, "maximize": False},
+        {"lr": 0.02, "weight_decay": 0.1, "corrected_weight_decay": True, "foreach": False},
+    ]
+
+
+def _laprop_cases():
+    # timm has no maximize (harness.reference_class adds it, on negated gradients).
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.05, "maximize": True},
+        {"lr": 0.02, "betas": (0.3, 0.5), "eps": 1e-3, "weight_decay": 0.02, "foreach": False},
+        {"lr": 0.02, "weight_decay": 0.1, "corrected_weight_decay": True, "maximize": False},
+        # An array lr: timm's exp_avg_lr_1 is then an array of its dtype, and it
+        # multiplies and adds apart (unfused).
+        {"lr": np.array(0.01), "weight_decay": 0.05},
+    ]
+
+
+def _adabelief_cases():
+    # rectify (the default): with beta2 = 0.999 the steps 1-5 are SGD's (rho_t < 5), then
+    # rectified; with beta2 = 0.9 rectified from step 6 (before it no update without
+    # degenerated_to_sgd). timm has no maximize (harness.reference_class adds it).
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "rectify": False, "amsgrad": True, "weight_decay": 0.05, "maximize": False},
+        {
+            "lr": 0.01,
+            "betas": (0.8, 0.9),
+            "weight_decay": 0.05,
+            "decoupled_decay": False,
+            "degenerated_to_sgd": False,
+        },
+        {
+            "lr": 0.02,
+            "betas": (0.3, 0.9),
+            "eps": 1e-8,
+            "weight_decay": 0.1,
+            "fixed_decay": True,
+            "amsgrad": True,
+        },
+        {"lr": 0.01, "rectify": False, "maximize": True, "foreach": False},
+    ]
+
+
+def _adopt_cases():
+    # A parameter's first step only sets exp_avg_sq; the clip bound (t - 1)^clip_exp.
+    return [
+        {"lr": 0.01},
+        {"lr": 0.01, "clip_exp": None, "weight_decay": 0.05, "maximize": False},
+        {
+            "lr": 0.01,
+            "weight_decay": 0.05,
+            "decoupled": True,
+            "corrected_weight_decay": True,
+            "maximize": True,
+        },
+        {
+            "lr": 0.02,
+            "betas": (0.3, 0.5),
+            "eps": 1e-3,
+            "clip_exp": 0.5,
+            "weight_decay": 0.02,
+            "decoupled": True,
+            "foreach": False,
+        },
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -269,6 +343,10 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "Adan": _adan_cases(),
     "Lamb": _lamb_cases(),
     "Lars": _lars_cases(),
+    "NAdamW": _nadamw_cases(),
+    "LaProp": _laprop_cases(),
+    "AdaBelief": _adabelief_cases(),
+    "Adopt": _adopt_cases(),
 }
 
 # Optimizers that step only in train mode (Schedule-Free): the harness calls train()
@@ -287,6 +365,10 @@ ORACLES: dict[str, tuple[str, str]] = {
     "Adan": ("timm", "Adan"),  # timm/optim/adan.py through harness.load_timm_module
     "Lamb": ("timm", "Lamb"),  # likewise
     "Lars": ("timm", "Lars"),  # likewise
+    "NAdamW": ("timm", "NAdamW"),  # timm/optim/*.py through harness.load_timm_module
+    "LaProp": ("timm", "LaProp"),
+    "AdaBelief": ("timm", "AdaBelief"),
+    "Adopt": ("timm", "Adopt"),
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -327,6 +409,10 @@ ELEMENTWISE = [
     "Adan",
     "Lamb",
     "Lars",
+    "NAdamW",
+    "LaProp",
+    "AdaBelief",
+    "Adopt",
 ]
 
 # Elementwise optimizers whose step count is the group's, counted once per step() call
@@ -548,6 +634,63 @@ INVALID: list[tuple[str, dict, type, str]] = [
         ValueError,
         "Nesterov momentum requires a momentum and zero dampening",
     ),
+    ("NAdamW", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("NAdamW", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    ("NAdamW", {"eps": -1e-8}, ValueError, "Invalid epsilon value: -1e-08"),
+    ("NAdamW", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("NAdamW", {"betas": (0.9, -0.1)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    ("NAdamW", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("NAdamW", {"caution": True}, TypeError, "caution=True is not supported"),
+    ("NAdamW", {"clipping_threshold": 1.0}, TypeError, "clipping_threshold is not supported"),
+    ("NAdamW", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    (
+        "NAdamW",
+        {"lr": 0.0, "corrected_weight_decay": True},
+        ValueError,
+        "Corrected weight decay requires a positive max lr, got 0.0.",
+    ),
+    ("LaProp", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    (
+        "LaProp",
+        {"lr": np.array([0.1, 0.2])},
+        ValueError,
+        "learning rate must be a scalar or scalar tensor.",
+    ),
+    ("LaProp", {"eps": -1e-15}, ValueError, "Invalid epsilon: -1e-15"),
+    ("LaProp", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("LaProp", {"betas": (0.9, 1.5)}, ValueError, "Invalid beta parameter at index 1: 1.5"),
+    ("LaProp", {"caution": True}, TypeError, "caution=True is not supported"),
+    (
+        "LaProp",
+        {"lr": 0.0, "corrected_weight_decay": True},
+        ValueError,
+        "Corrected weight decay requires a positive max lr, got 0.0.",
+    ),
+    ("AdaBelief", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("AdaBelief", {"eps": -1e-16}, ValueError, "Invalid epsilon value: -1e-16"),
+    ("AdaBelief", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("AdaBelief", {"betas": (0.9, -0.1)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    (
+        "AdaBelief",
+        {"fused": True},
+        TypeError,
+        "AdaBelief.__init__() got an unexpected keyword argument 'fused'",
+    ),
+    ("Adopt", {"lr": -1e-3}, ValueError, "Invalid learning rate: -0.001"),
+    ("Adopt", {"lr": np.array([0.1, 0.2])}, ValueError, "Tensor lr must be 1-element"),
+    (
+        "Adopt",
+        {"lr": np.array(0.01), "foreach": True},
+        ValueError,
+        "lr as a Tensor is not supported for capturable=False and foreach=True",
+    ),
+    ("Adopt", {"eps": -1e-6}, ValueError, "Invalid epsilon value: -1e-06"),
+    ("Adopt", {"betas": (1.0, 0.9999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("Adopt", {"betas": (0.9, 1.0)}, ValueError, "Invalid beta parameter at index 1: 1.0"),
+    ("Adopt", {"weight_decay": -0.1}, ValueError, "Invalid weight_decay value: -0.1"),
+    ("Adopt", {"caution": True}, TypeError, "caution=True is not supported"),
+    ("Adopt", {"capturable": True}, ValueError, "capturable=True is not supported"),
+    ("Adopt", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
     ("Adafactor", {"lr": -0.01}, ValueError, "Learning rate should be >= 0 but is: -0.01"),

@@ -23,7 +23,8 @@ EXAMPLE = ROOT / "examples" / "data_parallel.py"
 TIMEOUT = 120
 OPTIMIZERS = [
     "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam", "RAdam",
-    "ASGD", "Rprop", "Lion", "AdEMAMix", "Adan", "Lamb", "Lars", "Adam8bit", "AdamW8bit",
+    "ASGD", "Rprop", "Lion", "AdEMAMix", "Adan", "Lamb", "Lars", "NAdamW", "LaProp",
+    "AdaBelief", "Adopt", "Adam8bit", "AdamW8bit",
 ]  # fmt: skip
 
 

@@ -92,6 +92,11 @@ def test_live_parity_on_fresh_inputs(case_id, name, kwargs, dtype):
                 else:
                     assert state_n[i][key].dtype == expected.dtype, key
                     check(state_n[i][key], expected, state_x[i][key], f"{key} {context}")
+            else:
+                # A Python number (timm's AdaBelief step, LaProp's exp_avg_lr_1): the
+                # same type and value, computed alike in Python.
+                assert type(state_n[i][key]) is type(value), key
+                assert state_n[i][key] == value, key
 
 
 @pytest.mark.parametrize("case_id,name,kwargs", CASES, ids=IDS)

@@ -333,6 +333,8 @@ def test_group_keys_after_a_load_as_torch(name):
     saved = _loaded_groups(torch, name, None)
     # A round trip, then each key missing in turn (a state dict from an older torch).
     for drop in [None, *(key for key in saved if key != "params")]:
+        if drop == "lr" and name == "LaProp":
+            continue  # timm's LaProp.load_state_dict reads each group's lr (KeyError)
         theirs = _loaded_groups(torch, name, drop)
         ours = _loaded_groups(numoptim, name, drop)
         assert list(ours) == list(theirs), drop
@@ -406,7 +408,10 @@ def test_one_cycle_older_state_as_torch(onto_bare):
     np.testing.assert_allclose(ours, theirs, rtol=1e-14)
 
 
-@pytest.mark.parametrize("name", [*ELEMENTWISE, "Adafactor", "Muon"])
+# Not LaProp: timm's LaProp keeps exp_avg_lr_1 as a tensor of a tensor lr's dtype and
+# then multiplies and adds apart where a float lr fuses them (an array lr follows that,
+# checked against timm in the registry's cases).
+@pytest.mark.parametrize("name", [n for n in [*ELEMENTWISE, "Adafactor", "Muon"] if n != "LaProp"])
 @pytest.mark.parametrize("lr", [np.array([0.01]), np.array([[0.01]]), np.array(0.01)])
 def test_a_one_element_array_lr_steps_as_the_same_float(name, lr):
     # torch takes any one-element tensor as lr; NumPy 2's float() takes only 0-d arrays.

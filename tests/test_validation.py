@@ -177,3 +177,28 @@ def test_show_config_reports_level_threads_compiler(capsys):
     for field in ("numoptim", "simd_level", "num_threads", "openmp", "compiler"):
         assert field in out
     assert numoptim._core.simd_level() in out
+
+
+@pytest.mark.parametrize(
+    "name,option,value",
+    [
+        ("NAdamW", "caution", True),
+        ("NAdamW", "clipping_threshold", 1.0),
+        ("LaProp", "caution", True),
+        ("Adopt", "caution", True),
+        ("Adan", "caution", True),
+    ],
+)
+def test_timm_options_needing_a_reduction_are_refused_before_anything_is_written(
+    name, option, value
+):
+    """timm's Cautious variants and NAdamW's RMS clipping need a per-tensor mean or norm
+    before the update, which the one-pass kernels do not compute: set in a later group
+    after construction, they are refused at the step, and no group has been written."""
+    first, second = numoptim.Parameter(np.ones(3)), numoptim.Parameter(np.ones(2))
+    opt = getattr(numoptim, name)([{"params": [first]}, {"params": [second]}], lr=0.1)
+    opt.param_groups[1][option] = value
+    first.grad, second.grad = np.ones(3), np.ones(2)
+    with pytest.raises(TypeError, match=f"{option}.* not supported"):
+        opt.step()
+    assert opt.state == {} and np.all(first == 1) and np.all(second == 1)

@@ -18,6 +18,10 @@
 #include "numoptim/adam8bit.hpp"
 #include "numoptim/adamax.hpp"
 #include "numoptim/adan.hpp"
+#include "numoptim/nadamw.hpp"
+#include "numoptim/laprop.hpp"
+#include "numoptim/adabelief.hpp"
+#include "numoptim/adopt.hpp"
 #include "numoptim/asgd.hpp"
 #include "numoptim/grad_norm.hpp"
 #include "numoptim/lamb.hpp"
@@ -342,6 +346,70 @@ py::object lars_step(py::handle params, py::dict state, double lr, double moment
   return step_group<numoptim::Lars>(params, state, layout, [=](auto zero) {
     return numoptim::Lars<decltype(zero)>{lr,  momentum, dampening,  weight_decay, trust_coeff,
                                           eps, nesterov, trust_clip, adapt,        maximize};
+  }, defer);
+}
+
+// NAdamW (timm): each parameter's own float32 step; Python gives the decay's scale
+// (lr, or lr^2 / max_lr with corrected weight decay).
+py::object nadamw_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                       double eps, double weight_decay, double wd_scale, bool maximize,
+                       bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  return step_group<numoptim::NAdamW>(params, state, layout, [=](auto zero) {
+    return numoptim::NAdamW<decltype(zero)>{lr, beta1, beta2, eps, weight_decay, wd_scale,
+                                            maximize};
+  }, defer);
+}
+
+// LaProp (timm): step and exp_avg_lr_2 are each parameter's 0-d float32; exp_avg_lr_1
+// (a Python float) is the Python class's, which gives the step size of the parameters
+// it passes (those that share it) and the decay's scale.
+py::object laprop_step(py::handle params, py::dict state, double beta1, double beta2, double eps,
+                       double momentum_scale, double neg_step_size, double decay_scale,
+                       bool decay, bool tensor_scales, bool maximize, bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.scalars = {{"step", 0.0}, {"exp_avg_lr_2", 0.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  return step_group<numoptim::LaProp>(params, state, layout, [=](auto zero) {
+    return numoptim::LaProp<decltype(zero)>{beta1,       beta2, eps,           momentum_scale,
+                                            neg_step_size, decay_scale, decay, tensor_scales,
+                                            maximize};
+  }, defer);
+}
+
+// AdaBelief (timm): the step count is a Python int in each parameter's state, kept by
+// the Python class, which passes the parameters of one count with its constants.
+py::object adabelief_step(py::handle params, py::dict state, double beta1, double beta2,
+                          double eps, double weight_decay, double decay_factor,
+                          double neg_step_size, double bias_correction2_sqrt, int update_kind,
+                          bool amsgrad, bool decoupled, bool maximize, bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_var", 0.0}};
+  if (amsgrad) layout.buffers.push_back({"max_exp_avg_var", 0.0});
+  return step_group<numoptim::AdaBelief>(params, state, layout, [=](auto zero) {
+    return numoptim::AdaBelief<decltype(zero)>{
+        beta1,      beta2,   eps,       weight_decay, decay_factor, neg_step_size,
+        bias_correction2_sqrt, update_kind, amsgrad, decoupled,    maximize};
+  }, defer);
+}
+
+// Adopt (timm): each parameter's own float32 step; its first step (the one that creates
+// its state) only accumulates the second moment.
+py::object adopt_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
+                      double eps, double weight_decay, double wd_scale, double clip_exp,
+                      bool clip, bool decoupled, bool maximize, bool master, bool defer) {
+  StateLayout layout;
+  layout.master = master;
+  layout.scalars = {{"step", 0.0}};
+  layout.buffers = {{"exp_avg", 0.0}, {"exp_avg_sq", 0.0}};
+  return step_group<numoptim::Adopt>(params, state, layout, [=](auto zero) {
+    return numoptim::Adopt<decltype(zero)>{lr,       beta1, beta2,     eps,      weight_decay,
+                                           wd_scale, clip_exp, clip, decoupled, maximize};
   }, defer);
 }
 
@@ -758,6 +826,18 @@ PYBIND11_MODULE(_core, m) {
         "defer"_a);
   m.def("lars_step", &lars_step, "params"_a, "state"_a, "lr"_a, "momentum"_a, "dampening"_a,
         "weight_decay"_a, "trust_coeff"_a, "eps"_a, "nesterov"_a, "trust_clip"_a, "adapt"_a,
+        "maximize"_a, "master_weights"_a, "defer"_a);
+  m.def("nadamw_step", &nadamw_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "eps"_a, "weight_decay"_a, "wd_scale"_a, "maximize"_a, "master_weights"_a, "defer"_a);
+  m.def("laprop_step", &laprop_step, "params"_a, "state"_a, "beta1"_a, "beta2"_a, "eps"_a,
+        "momentum_scale"_a, "neg_step_size"_a, "decay_scale"_a, "decay"_a, "tensor_scales"_a,
+        "maximize"_a, "master_weights"_a, "defer"_a);
+  m.def("adabelief_step", &adabelief_step, "params"_a, "state"_a, "beta1"_a, "beta2"_a,
+        "eps"_a, "weight_decay"_a, "decay_factor"_a, "neg_step_size"_a,
+        "bias_correction2_sqrt"_a, "update_kind"_a, "amsgrad"_a, "decoupled"_a, "maximize"_a,
+        "master_weights"_a, "defer"_a);
+  m.def("adopt_step", &adopt_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "eps"_a, "weight_decay"_a, "wd_scale"_a, "clip_exp"_a, "clip"_a, "decoupled"_a,
         "maximize"_a, "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,

@@ -13,6 +13,7 @@ _core = load_core()
 # distributed imports mpi4py only when one of its functions runs.
 from . import distributed, lr_scheduler, plotting, swa_utils, utils
 from ._config import get_num_threads, set_num_threads, show_config
+from .adabelief import AdaBelief
 from .adadelta import Adadelta
 from .adafactor import Adafactor
 from .adagrad import Adagrad
@@ -22,13 +23,16 @@ from .adamax import Adamax
 from .adamw import AdamW
 from .adan import Adan
 from .ademamix import AdEMAMix
+from .adopt import Adopt
 from .asgd import ASGD
 from .lamb import Lamb
+from .laprop import LaProp
 from .lars import Lars
 from .lbfgs import LBFGS
 from .lion import Lion
 from .muon import Muon
 from .nadam import NAdam
+from .nadamw import NAdamW
 from .optimizer import Optimizer
 from .parameter import Parameter
 from .radam import RAdam
@@ -54,6 +58,7 @@ __all__ = [
     "LBFGS",
     "SGD",
     "AdEMAMix",
+    "AdaBelief",
     "Adadelta",
     "Adafactor",
     "Adagrad",
@@ -64,11 +69,14 @@ __all__ = [
     "AdamWScheduleFree",
     "Adamax",
     "Adan",
+    "Adopt",
+    "LaProp",
     "Lamb",
     "Lars",
     "Lion",
     "Muon",
     "NAdam",
+    "NAdamW",
     "Optimizer",
     "Parameter",
     "RAdam",

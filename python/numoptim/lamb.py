@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._native import NativeOptimizer, add_flags, lr_value, scalar, then
+from ._native import add_flags, lr_value, scalar, then
+from ._timm import (
+    MAX_LR_SNAPSHOT,
+    WithMaxLrSnapshot,
+    max_lr_snapshot,
+    refuse_caution,
+    validate_scalar,
+    wd_scale,
+)
 from .optimizer import ParamsT
 from .sparse import RowSparseGrad
 from .utils import _total_norm
@@ -15,30 +23,7 @@ from .utils import _total_norm
 __all__ = ["Lamb"]
 
 
-def check_scalar(name: str, value: Any) -> None:
-    """timm's ``_validate_scalar``: a number or a 1-element array, not below 0."""
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            raise ValueError(f"{name} must be a scalar or scalar tensor.")
-        number = float(value.reshape(()))
-    else:
-        number = float(value)
-    if number < 0.0:
-        raise ValueError(f"Invalid {name}: {value}")
-
-
-def max_lr_snapshot(lr: Any, corrected_weight_decay: bool = False) -> float:
-    """timm's snapshot of the constructor's lr, the max lr of corrected weight decay."""
-    max_lr = lr_value(lr)
-    if corrected_weight_decay and max_lr <= 0:
-        raise ValueError(
-            f"Corrected weight decay requires a positive max lr, got {max_lr}. Construct "
-            "the optimizer with the peak lr."
-        )
-    return max_lr
-
-
-class Lamb(NativeOptimizer):
+class Lamb(WithMaxLrSnapshot):
     """LAMB (You et al., "Large Batch Optimization for Deep Learning: Training BERT in
     76 minutes", 2020), as ``timm.optim.Lamb``.
 
@@ -95,6 +80,14 @@ class Lamb(NativeOptimizer):
 
     _param_shaped_state = ("exp_avg", "exp_avg_sq")
     _sparse_grad_error = "Lamb does not support sparse gradients, consider SparseAdam instead."
+    # timm's __setstate__, for the groups of an older checkpoint.
+    _load_defaults = (
+        ("caution", False),
+        ("decoupled_decay", False),
+        ("corrected_weight_decay", False),
+        ("max_lr_snapshot", MAX_LR_SNAPSHOT),
+        ("foreach", None),
+    )
 
     def __init__(
         self,
@@ -117,14 +110,11 @@ class Lamb(NativeOptimizer):
         master_weights: bool = False,
     ) -> None:
         # timm's checks, in its order and words.
-        check_scalar("learning rate", lr)
-        check_scalar("epsilon", eps)
-        check_scalar("weight_decay", weight_decay)
+        validate_scalar("learning rate", lr)
+        validate_scalar("epsilon", eps)
+        validate_scalar("weight_decay", weight_decay)
         if caution:
-            raise TypeError(
-                "caution=True is not supported: Cautious LAMB needs a per-tensor mean of "
-                "its mask before the trust ratio, which numoptim's Lamb does not compute"
-            )
+            raise refuse_caution("Lamb")
         defaults: dict[str, Any] = {
             "lr": lr,
             "bias_correction": bias_correction,
@@ -146,19 +136,6 @@ class Lamb(NativeOptimizer):
         )
         self._clip = 1.0
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # timm's __setstate__: the keys of older checkpoints, in its order.
-        super().__setstate__(state)
-        self.defaults.setdefault("max_lr_snapshot", max_lr_snapshot(self.defaults["lr"]))
-        for group in self.param_groups:
-            group.setdefault("caution", False)
-            group.setdefault("decoupled_decay", False)
-            group.setdefault("corrected_weight_decay", False)
-            group.setdefault("max_lr_snapshot", self.defaults["max_lr_snapshot"])
-            group.setdefault("foreach", None)
-            if "step" in group:
-                group["step"] = np.array(group["step"], dtype=np.float32)
-
     def _before_step(self, groups: list[dict[str, Any]]) -> None:
         """timm's global clipping factor, max(total norm / max_grad_norm, 1) over the
         gradients of all ``groups``, for this step (1: no clipping)."""
@@ -178,7 +155,7 @@ class Lamb(NativeOptimizer):
 
     def _step_group(self, group, defer: bool):
         if group.get("caution"):
-            raise TypeError("caution=True is not supported by numoptim's Lamb")
+            raise refuse_caution("Lamb")
         beta1, beta2 = group["betas"]
         beta3 = 1.0 - beta1 if group["grad_averaging"] else 1.0
         step = float(np.float32(group.get("step", 0.0)) + np.float32(1))
@@ -191,8 +168,7 @@ class Lamb(NativeOptimizer):
         decoupled = bool(group.get("decoupled_decay", False)) and weight_decay != 0
         decay = 0.0
         if decoupled:
-            corrected = group["corrected_weight_decay"]
-            decay = (lr if not corrected else lr**2 / group["max_lr_snapshot"]) * weight_decay
+            decay = wd_scale(group, lr) * weight_decay
         write = _core.lamb_step(
             group["params"],
             self.state,
