@@ -45,10 +45,16 @@ struct Lars {
 
   bool reduces() const { return adapt; }
 
-  void reduce(const Scalars&, S* const* buffers, std::size_t i, double* terms) const {
-    const double p = double(load(buffers[0][i])), g = double(load(buffers[1][i]));
-    terms[0] = p * p;
-    terms[1] = g * g;  // the same for -g
+  template <std::size_t Piece>
+  void reduce(const Scalars&, S* const* buffers, std::size_t n, double (*terms)[Piece]) const {
+    const S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) {
+      const double param = double(load(p[i])), g = double(load(grad[i]));
+      terms[0][i] = param * param;
+      terms[1][i] = g * g;  // the same for -g
+    }
   }
 
   Applied finish(const Scalars&, const double* sums) const {

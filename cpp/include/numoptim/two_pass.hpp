@@ -11,13 +11,16 @@
 //   static constexpr std::size_t num_buffers, num_scalar_state, num_sums;
 //   Scalars prepare(float* const* scalar_state, bool fresh) const;   // as a one-pass rule
 //   bool reduces() const;                  // whether pass 1 runs at all
-//   void reduce(const Scalars&, S* const* buffers, std::size_t i, double* terms) const;
-//                                          // pass 1 at element i: its num_sums terms
+//   void reduce(const Scalars&, S* const* buffers, std::size_t n,
+//               double (*terms)[kReducePiece]) const;
+//                                          // pass 1 over n <= kReducePiece elements:
+//                                          // terms[j][i], element i's num_sums terms
 //   Applied finish(const Scalars&, const double* sums) const;   // per tensor
 //   void apply(const Scalars&, const Applied&, S* const* buffers, std::size_t n) const;
 //                                          // pass 2: the loop over n elements
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <type_traits>
@@ -29,8 +32,14 @@
 
 namespace numoptim {
 
+// Elements per piece of pass 1: the rule's loop writes the terms of a piece to a local
+// array, which is then folded into the lanes. A multiple of kNormLanes.
+constexpr std::size_t kReducePiece = 256;
+
 // Pass 1 as a rule for update_at (compiled per instruction set) and MasterWeights: it
-// folds a run of elements into the lanes that its Scalars point to.
+// folds a run of elements into the lanes that its Scalars point to, a piece at a time.
+// The rule's own loop computes a piece's terms (a plain loop over elements, vectorized
+// as its update loops are), and a second loop adds them into the lanes.
 template <class Rule>
 struct ReducePass {
   static constexpr std::size_t num_buffers = Rule::num_buffers;
@@ -43,9 +52,21 @@ struct ReducePass {
   Rule rule;
   template <class S>
   void update(const Scalars& s, S* const* buffers, std::size_t n) const {
-    fold_lanes<Rule::num_sums>(
-        s.lanes, n, [&](std::size_t i, double* terms) { rule.reduce(s.rule, buffers, i, terms); },
-        plus);
+    constexpr std::size_t K = Rule::num_sums;
+    alignas(64) double terms[K][kReducePiece];
+    std::array<S*, num_buffers> at;
+    for (std::size_t begin = 0; begin < n; begin += kReducePiece) {
+      const std::size_t count = std::min(kReducePiece, n - begin);
+      for (std::size_t b = 0; b < num_buffers; ++b)
+        at[b] = buffers[b] == nullptr ? nullptr : buffers[b] + begin;
+      rule.reduce(s.rule, at.data(), count, terms);
+      fold_lanes<K>(
+          s.lanes, count,
+          [&](std::size_t i, double* v) {
+            for (std::size_t j = 0; j < K; ++j) v[j] = terms[j][i];
+          },
+          plus);
+    }
   }
 };
 
