@@ -296,6 +296,18 @@ def load_timm_module(name: str):
     return importlib.import_module(f"timm.optim.{name}")
 
 
+def timm_or_skip(module: str, attribute: str):
+    """torch and timm's class `attribute` of timm/optim/<module>.py, for a live test:
+    the test is skipped when torch or timm is not installed."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    try:
+        return torch, getattr(load_timm_module(module), attribute)
+    except ImportError:
+        pytest.skip("timm is not installed (pip install --no-deps timm)")
+
+
 def timm_oracle(module: str, attribute: str):
     """An adapter for ORACLE_ADAPTERS: timm's class, with maximize added if it lacks it."""
 

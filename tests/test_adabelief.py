@@ -32,13 +32,9 @@ DECAY = {
 
 
 def timm_adabelief():
-    torch = pytest.importorskip("torch")
-    from harness import load_timm_module
+    from harness import timm_or_skip
 
-    try:
-        return torch, load_timm_module("adabelief").AdaBelief
-    except ImportError:
-        pytest.skip("timm is not installed")
+    return timm_or_skip("adabelief", "AdaBelief")
 
 
 def name_of(options):

@@ -196,13 +196,9 @@ def test_signature_and_repr_are_timms():
 
 
 def timm_adan():
-    torch = pytest.importorskip("torch")
-    from harness import load_timm_module
+    from harness import timm_or_skip
 
-    try:
-        return torch, load_timm_module("adan").Adan
-    except ImportError:
-        pytest.skip("timm is not installed (pip install --no-deps timm)")
+    return timm_or_skip("adan", "Adan")
 
 
 @pytest.mark.torch

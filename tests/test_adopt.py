@@ -29,13 +29,9 @@ COMBINATIONS = [
 
 
 def timm_adopt():
-    torch = pytest.importorskip("torch")
-    from harness import load_timm_module
+    from harness import timm_or_skip
 
-    try:
-        return torch, load_timm_module("adopt").Adopt
-    except ImportError:
-        pytest.skip("timm is not installed")
+    return timm_or_skip("adopt", "Adopt")
 
 
 def name_of(options):

@@ -167,13 +167,9 @@ def test_large_tensors_are_bit_identical_for_every_thread_count(name, dtype, res
 
 
 def timm_class(name):
-    from harness import load_timm_module
+    from harness import timm_or_skip
 
-    pytest.importorskip("torch")
-    try:
-        return getattr(load_timm_module(name.lower()), name)
-    except ImportError:
-        pytest.skip("timm is not installed (pip install --no-deps timm)")
+    return timm_or_skip(name.lower(), name)[1]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -19,13 +19,9 @@ LRS = [0.0, 0.0, 0.002, 0.004, 0.006, 0.01, 0.01, 0.001, *(0.01 * 0.8**k for k i
 
 
 def timm_laprop():
-    torch = pytest.importorskip("torch")
-    from harness import load_timm_module
+    from harness import timm_or_skip
 
-    try:
-        return torch, load_timm_module("laprop").LaProp
-    except ImportError:
-        pytest.skip("timm is not installed")
+    return timm_or_skip("laprop", "LaProp")
 
 
 @pytest.mark.torch
