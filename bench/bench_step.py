@@ -297,9 +297,10 @@ class Case:
         state: the state buffers a NumPy reference needs, by torch's names.
         numpy: the NumPy reference, or None.
         fused: whether torch has fused=True for it on CPU.
-        first_pass: float arrays only read in a first pass over every element, before
-            the update (LAMB and LARS, whose update needs per-tensor norms; LAMB's
-            default global gradient clipping reads the gradient once more).
+        first_pass: (read, written): float arrays only read, and read and written, in a
+            first pass over every element before the update (LAMB and LARS, whose
+            update needs per-tensor norms, LAMB's default global clipping reading the
+            gradient once more; Prodigy, whose update needs sums over everything).
     """
 
     label: str
@@ -310,11 +311,12 @@ class Case:
     state: tuple = ()
     numpy: Optional[Callable] = None  # noqa: UP045 (dataclass field on Python 3.9)
     fused: bool = False
-    first_pass: int = 0
+    first_pass: tuple = (0, 0)
 
     @property
     def bytes_per_element(self) -> int:
-        return 4 * (self.first_pass + self.reads + self.writes)
+        read, written = self.first_pass
+        return 4 * (read + 2 * written + self.reads + self.writes)
 
 
 # Adding an optimizer is one line; it is benchmarked as soon as numoptim has the class.
@@ -344,9 +346,11 @@ OPTIMIZERS = [
     Case("AdaBelief",    "AdaBelief", {"lr": 1e-3},                       4, 3),  # p, g, exp_avg, exp_avg_var; timm's
     Case("Adopt",        "Adopt",    {"lr": 1e-3},                        4, 3),  # p, g, exp_avg, exp_avg_sq; timm's
     # Two passes: g (global clipping), then p, g, m, v (norms), then the update.
-    Case("Lamb",         "Lamb",     {"lr": 1e-3},                        4, 3, first_pass=5),
+    Case("Lamb",         "Lamb",     {"lr": 1e-3},                        4, 3, first_pass=(5, 0)),
     # Two passes: p, g (norms), then the momentum step.
-    Case("LARS",         "Lars",     {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}, 3, 2, first_pass=2),
+    Case("LARS",         "Lars",     {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}, 3, 2, first_pass=(2, 0)),
+    # Two passes: p, g, p0 read and s, m, v updated; then p updated, m and v read.
+    Case("Prodigy",      "Prodigy",  {"lr": 1.0},                         3, 1, first_pass=(3, 3)),
 ]
 # fmt: on
 # The optimizers beyond torch.optim, held to the elementwise target in scenario (a)
@@ -363,6 +367,7 @@ BEYOND_TORCH = (
     "Adopt",
     "Lamb",
     "LARS",
+    "Prodigy",
 )
 # Scenario (a) by default; the others are always Adam.
 DEFAULT_LARGE = ["SGD-momentum", "Adam", "AdamW"]
@@ -430,18 +435,33 @@ def make_data(shapes, seed=0, layout="direct"):
     return make_arrays(shapes, rng, 1.0, layout), make_arrays(shapes, rng, 0.01, layout)
 
 
+def stream_pass(read, written):
+    """The roofline of a pass that reads `read` arrays and updates `written` in place,
+    over tensors given as lists of arrays (at least read + written each): bench_stream
+    updates the first `written` from one more, and a read-only bench_stream reads the
+    rest."""
+
+    def step(tensors):
+        if written:
+            _core.bench_stream([t[: written + 1] for t in tensors])
+        rest = [t[written + 1 : written + read] if written else t[:read] for t in tensors]
+        if rest[0]:
+            _core.bench_stream(rest, True)
+
+    return step
+
+
 def with_first_pass(case, tensors):
-    """bench_stream over `tensors` (lists of arrays, the gradient last), after a
-    read-only pass over the first `case.first_pass` arrays of each (the first pass of a
-    two-pass optimizer; the gradient is read first, as the global clipping does)."""
-    if not case.first_pass:
-        return lambda: _core.bench_stream(tensors)
-    # The gradient, the other arrays, then the gradient again (LAMB: 5 reads).
-    first = [[t[-1], *t[:-1], t[-1]][: case.first_pass] for t in tensors]
+    """The roofline step over `tensors` (lists of arrays): the first pass's bytes, if
+    any, then the update's (`writes` arrays updated, the others read). Which array plays
+    which part changes no byte moved."""
+    first = stream_pass(*case.first_pass)
+    update = stream_pass(case.reads - case.writes, case.writes)
 
     def step():
-        _core.bench_stream(first, True)
-        _core.bench_stream(tensors)
+        if any(case.first_pass):
+            first(tensors)
+        update(tensors)
 
     return step
 
@@ -450,8 +470,9 @@ def roofline_step(case, total):
     """bench_stream over one flat tensor of `total` elements: the optimizer's bytes."""
     if not hasattr(_core, "bench_stream"):
         return None
-    assert case.reads == case.writes + 1, "bench_stream reads one array it does not write"
-    arrays = [np.zeros(total, dtype=np.float32) for _ in range(case.reads)]
+    arrays = [
+        np.zeros(total, dtype=np.float32) for _ in range(max(case.reads, sum(case.first_pass)))
+    ]
     return with_first_pass(case, [arrays])
 
 
@@ -460,7 +481,8 @@ def roofline_tensors_step(case, params):
     the same per-tensor costs: many arrays, each on its own pages)."""
     if not hasattr(_core, "bench_stream") or len(params) < 2:
         return None
-    tensors = [[np.zeros(p.size, dtype=np.float32) for _ in range(case.reads)] for p in params]
+    count = max(case.reads, sum(case.first_pass))
+    tensors = [[np.zeros(p.size, dtype=np.float32) for _ in range(count)] for p in params]
     return with_first_pass(case, tensors)
 
 
@@ -473,7 +495,10 @@ def roofline_arrays_step(case, params, grads):
     f32 = np.dtype(np.float32)
     tensors = [
         [p.reshape(-1)]
-        + [_core.state_zeros((p.size,), f32) for _ in range(case.reads - 2)]
+        + [
+            _core.state_zeros((p.size,), f32)
+            for _ in range(max(case.reads, sum(case.first_pass)) - 2)
+        ]
         + [g.reshape(-1)]
         for p, g in zip(params, grads)
     ]
@@ -552,6 +577,7 @@ REFERENCES = {
     "LaProp": ("timm.optim.laprop", "LaProp", {"foreach": True}),
     "AdaBelief": ("timm.optim.adabelief", "AdaBelief", {"foreach": True}),
     "Adopt": ("timm.optim.adopt", "Adopt", {"foreach": True}),
+    "Prodigy": ("prodigyopt", "Prodigy", {}),
 }
 
 

@@ -39,9 +39,12 @@ def hashed_values(seed: int, n: int, dtype, scale: float = 1.0) -> np.ndarray:
     return ((unit * 2.0 - 1.0) * scale).astype(dtype)
 
 
-def second_group_options(kwargs: dict) -> dict:
-    """The hyperparameters of the second group: lr halved, a weight decay changed."""
-    options = {"lr": float(kwargs.get("lr", 1e-3)) * 0.5}
+def second_group_options(kwargs: dict, name: str = "") -> dict:
+    """The hyperparameters of the second group: lr halved (kept where every group must
+    share it, registry.SHARED_LR), a weight decay changed."""
+    from registry import SHARED_LR
+
+    options = {} if name in SHARED_LR else {"lr": float(kwargs.get("lr", 1e-3)) * 0.5}
     if kwargs.get("weight_decay"):
         options["weight_decay"] = float(kwargs["weight_decay"]) * 2
     return options
@@ -401,7 +404,7 @@ def run_case(
     ]
     groups = [{"params": params[0]}]
     if len(params) > 1:
-        groups.append({"params": params[1], **second_group_options(kwargs)})
+        groups.append({"params": params[1], **second_group_options(kwargs, name)})
     opt = backend.optimizer(name, groups, kwargs)
     for step in range(steps):
         for g, group in enumerate(params):

@@ -316,6 +316,27 @@ def _adopt_cases():
     ]
 
 
+def _prodigy_cases():
+    # prodigyopt, the oracle, has no maximize (added as for Lamb). d grows from d0 by
+    # sums over every parameter of every group.
+    return [
+        {"lr": 1.0, "maximize": False},
+        {"lr": 1.0, "weight_decay": 0.01, "decouple": False},
+        {"lr": 1.0, "use_bias_correction": True, "safeguard_warmup": True, "weight_decay": 0.01},
+        {"lr": 1.0, "betas": (0.0, 0.99), "weight_decay": 0.01, "decouple": False},
+        {
+            "lr": 0.5,
+            "beta3": 0.9,
+            "d0": 1e-3,
+            "d_coef": 0.5,
+            "growth_rate": 1.02,
+            "eps": 1e-6,
+            "weight_decay": 0.01,
+            "maximize": True,
+        },
+    ]
+
+
 # name -> list of constructor kwargs (params excluded).
 OPTIMIZERS: dict[str, list[dict]] = {
     "SGD": _sgd_cases(),
@@ -347,7 +368,12 @@ OPTIMIZERS: dict[str, list[dict]] = {
     "LaProp": _laprop_cases(),
     "AdaBelief": _adabelief_cases(),
     "Adopt": _adopt_cases(),
+    "Prodigy": _prodigy_cases(),
 }
+
+# Optimizers whose groups must all have the largest lr or 0 (prodigyopt's Prodigy): the
+# generic tests' second group keeps the first one's lr.
+SHARED_LR = {"Prodigy"}
 
 # Optimizers that step only in train mode (Schedule-Free): the harness calls train()
 # on each new one, numoptim's and the reference's alike.
@@ -369,6 +395,7 @@ ORACLES: dict[str, tuple[str, str]] = {
     "LaProp": ("timm", "LaProp"),
     "AdaBelief": ("timm", "AdaBelief"),
     "Adopt": ("timm", "Adopt"),
+    "Prodigy": ("prodigyopt", "Prodigy"),
 }
 
 # Configurations (by index) also checked on one tensor of 2^20+3 elements.
@@ -413,6 +440,7 @@ ELEMENTWISE = [
     "LaProp",
     "AdaBelief",
     "Adopt",
+    "Prodigy",
 ]
 
 # Elementwise optimizers whose step count is the group's, counted once per step() call
@@ -691,6 +719,13 @@ INVALID: list[tuple[str, dict, type, str]] = [
     ("Adopt", {"caution": True}, TypeError, "caution=True is not supported"),
     ("Adopt", {"capturable": True}, ValueError, "capturable=True is not supported"),
     ("Adopt", {"differentiable": True}, ValueError, "differentiable=True is not supported"),
+    ("Prodigy", {"d0": 0.0}, ValueError, "Invalid d0 value: 0.0"),
+    ("Prodigy", {"lr": 0.0}, ValueError, "Invalid learning rate: 0.0"),
+    ("Prodigy", {"eps": 0.0}, ValueError, "Invalid epsilon value: 0.0"),
+    ("Prodigy", {"betas": (1.0, 0.999)}, ValueError, "Invalid beta parameter at index 0: 1.0"),
+    ("Prodigy", {"betas": (0.9, -0.1)}, ValueError, "Invalid beta parameter at index 1: -0.1"),
+    ("Prodigy", {"slice_p": 11}, ValueError, "slice_p=11 is not supported"),
+    ("Prodigy", {"fsdp_in_use": True}, ValueError, "fsdp_in_use=True is not supported"),
     ("LBFGS", {"lr": -1.0}, ValueError, "Invalid learning rate: -1.0"),
     ("LBFGS", {"lr": np.array([1.0, 2.0])}, ValueError, "Tensor lr must be 1-element"),
     ("Adafactor", {"lr": -0.01}, ValueError, "Learning rate should be >= 0 but is: -0.01"),

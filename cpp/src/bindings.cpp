@@ -26,6 +26,7 @@
 #include "numoptim/grad_norm.hpp"
 #include "numoptim/lamb.hpp"
 #include "numoptim/lars.hpp"
+#include "numoptim/prodigy.hpp"
 #include "numoptim/lion.hpp"
 #include "numoptim/schedule_free.hpp"
 #include "numoptim/nadam.hpp"
@@ -411,6 +412,47 @@ py::object adopt_step(py::handle params, py::dict state, double lr, double beta1
     return numoptim::Adopt<decltype(zero)>{lr,       beta1, beta2,     eps,      weight_decay,
                                            wd_scale, clip_exp, clip, decoupled, maximize};
   }, defer);
+}
+
+// Prodigy's state: p0 starts as a copy of the parameter; exp_avg exists when beta1 > 0.
+StateLayout prodigy_layout(bool momentum, bool master) {
+  StateLayout layout;
+  layout.master = master;
+  layout.scalars = {{"step", 0.0}};
+  // s and p0 are flat, as prodigyopt's (p.flatten()[::slice_p] with slice_p = 1).
+  layout.buffers = {{"s", 0.0, false, /*flat=*/true},
+                    {"p0", 0.0, /*copy_param=*/true, /*flat=*/true},
+                    {"exp_avg_sq", 0.0}};
+  if (momentum) layout.buffers.push_back({"exp_avg", 0.0});
+  return layout;
+}
+
+// Prodigy's first pass over a group (numoptim/prodigy.hpp): the moments and s, and per
+// parameter the dot product g . (p0 - p) and the sum of |s| into `out`.
+py::object prodigy_moments(py::handle params, py::dict state, double beta1, double beta2,
+                           double beta3, double weight_m, double weight_v, double weight_s,
+                           double weight_decay, bool l2, bool active, bool maximize, bool master,
+                           py::array out, bool defer) {
+  return numoptim::binding::reduce_group<numoptim::ProdigyMoments>(
+      params, state, prodigy_layout(beta1 > 0, master),
+      [=](auto zero) {
+        return numoptim::ProdigyMoments<decltype(zero)>{
+            beta1, beta2, beta3, weight_m, weight_v, weight_s, weight_decay, l2, active, maximize};
+      },
+      out, defer);
+}
+
+// Prodigy's second pass over a group, with the step's d: the parameter update.
+py::object prodigy_step(py::handle params, py::dict state, double dlr, double d, double eps,
+                        double weight_decay, bool l2, bool decoupled, bool momentum,
+                        bool maximize, bool master, bool defer) {
+  return step_group<numoptim::ProdigyStep>(
+      params, state, prodigy_layout(momentum, master),
+      [=](auto zero) {
+        return numoptim::ProdigyStep<decltype(zero)>{dlr, d,         eps,      weight_decay,
+                                                     l2,  decoupled, momentum, maximize};
+      },
+      defer);
 }
 
 py::object nadam_step(py::handle params, py::dict state, double lr, double beta1, double beta2,
@@ -839,6 +881,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("adopt_step", &adopt_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "wd_scale"_a, "clip_exp"_a, "clip"_a, "decoupled"_a,
         "maximize"_a, "master_weights"_a, "defer"_a);
+  m.def("prodigy_moments", &prodigy_moments, "params"_a, "state"_a, "beta1"_a, "beta2"_a,
+        "beta3"_a, "weight_m"_a, "weight_v"_a, "weight_s"_a, "weight_decay"_a, "l2"_a,
+        "active"_a, "maximize"_a, "master_weights"_a, "out"_a, "defer"_a);
+  m.def("prodigy_step", &prodigy_step, "params"_a, "state"_a, "dlr"_a, "d"_a, "eps"_a,
+        "weight_decay"_a, "l2"_a, "decoupled"_a, "momentum"_a, "maximize"_a,
+        "master_weights"_a, "defer"_a);
   m.def("nadam_step", &nadam_step, "params"_a, "state"_a, "lr"_a, "beta1"_a, "beta2"_a,
         "eps"_a, "weight_decay"_a, "momentum_decay"_a, "maximize"_a, "decoupled"_a, "master_weights"_a,
         "defer"_a);

@@ -101,9 +101,20 @@ void check_layout(const py::array& a, const What& what, bool writeable) {
 
 // A state buffer must look exactly like its parameter, but for its dtype, which is
 // float32 for a 16-bit parameter with master weights (`float32_state`).
+// The shape of a state buffer: the parameter's, or (size,) for a `flat` one.
+std::vector<py::ssize_t> state_shape(const py::array& param, bool flat) {
+  if (flat) return {static_cast<py::ssize_t>(param.size())};
+  return std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim());
+}
+
+// The parameter's values in a state buffer's shape (copy_param).
+py::object param_values(const py::array& param, bool flat) {
+  return flat ? param.attr("reshape")(-1) : py::object(param);
+}
+
 template <class What>
 void check_buffer(py::handle obj, const What& what, const py::array& param,
-                  bool float32_state = false) {
+                  bool float32_state = false, bool flat = false) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(name_str(what) + " must be a numpy.ndarray, got " + describe(obj));
   py::array a = py::reinterpret_borrow<py::array>(obj);
@@ -113,9 +124,10 @@ void check_buffer(py::handle obj, const What& what, const py::array& param,
   if (!float32_state && !same_dtype(a, param))
     throw py::type_error(name_str(what) + " has dtype " + dtype_str(a) +
                          " but the parameter has dtype " + dtype_str(param));
-  if (!same_shape(a, param))
+  if (flat ? a.ndim() != 1 || a.shape(0) != param.size() : !same_shape(a, param))
     throw py::value_error(name_str(what) + " has shape " + shape_str(a) +
-                          " but the parameter has shape " + shape_str(param));
+                          " but the parameter has shape " + shape_str(param) +
+                          (flat ? " (a flat state buffer has the parameter's size)" : ""));
   check_layout(a, what, true);
 }
 
@@ -370,7 +382,8 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
       for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
         e.buffers[k] = lookup(buffer_keys[k]);
         if (e.buffers[k])
-          check_buffer(e.buffers[k], Name{Name::state, i, layout.buffers[k].key}, param, master);
+          check_buffer(e.buffers[k], Name{Name::state, i, layout.buffers[k].key}, param, master,
+                       layout.buffers[k].flat);
       }
       if (master) {
         e.master = lookup(master_key);
@@ -416,12 +429,13 @@ py::array state_zeros(const py::dtype& dtype, const std::vector<py::ssize_t>& sh
   return py::array(dtype, shape, std::vector<py::ssize_t>{}, data, owner);
 }
 
-// A view of `count` elements of `flat` from element `offset`, shaped like `param`.
-py::array view_of(const py::array& flat, std::size_t offset, const py::array& param) {
+// A view of `param.size` elements of `flat` from element `offset`, in the shape of the
+// parameter's state (state_shape).
+py::array view_of(const py::array& flat, std::size_t offset, const py::array& param,
+                  bool flat_state) {
   auto* base = static_cast<char*>(py::detail::array_proxy(flat.ptr())->data);
-  return py::array(flat.dtype(),
-                   std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()),
-                   std::vector<py::ssize_t>{}, base + offset * flat.itemsize(), flat);
+  return py::array(flat.dtype(), state_shape(param, flat_state), std::vector<py::ssize_t>{},
+                   base + offset * flat.itemsize(), flat);
 }
 
 // Flat state for flat parameters: a run of two or more parameters without state, of one
@@ -463,8 +477,10 @@ void create_flat_state(std::vector<Entry>& entries, py::dict state, const StateL
             e.state = py::dict();
             state[e.param] = e.state;
           }
-          e.buffers[k] = view_of(flat, offset, param);
-          if (layout.buffers[k].copy_param) e.buffers[k].attr("__setitem__")(py::ellipsis(), param);
+          const bool flat_state = layout.buffers[k].flat;
+          e.buffers[k] = view_of(flat, offset, param, flat_state);
+          if (layout.buffers[k].copy_param)
+            e.buffers[k].attr("__setitem__")(py::ellipsis(), param_values(param, flat_state));
           set_state_item(e.state, layout.buffers[k].key, e.buffers[k]);
           offset += static_cast<std::size_t>(param.size());
         }
@@ -508,13 +524,15 @@ void create_state(std::vector<Entry>& entries, py::dict state, const StateLayout
     for (std::size_t k = 0; k < layout.buffers.size(); ++k) {
       if (e.buffers[k]) continue;
       if ((e.buffers[k] = existing(layout.buffers[k].key))) continue;
+      const bool flat = layout.buffers[k].flat;
       py::array buffer =
-          state_zeros(master ? py::dtype::of<float>() : param.dtype(),
-                      std::vector<py::ssize_t>(param.shape(), param.shape() + param.ndim()));
+          state_zeros(master ? py::dtype::of<float>() : param.dtype(), state_shape(param, flat));
       fill_initial(buffer, layout.buffers[k].initial, e.complex);
       // With master weights, from the master: the parameter's value, exactly.
       if (layout.buffers[k].copy_param)
-        buffer.attr("__setitem__")(py::ellipsis(), master ? py::object(e.master) : py::object(param));
+        buffer.attr("__setitem__")(
+            py::ellipsis(),
+            param_values(master ? py::reinterpret_borrow<py::array>(e.master) : param, flat));
       set_state_item(e.state, layout.buffers[k].key, buffer);
       e.buffers[k] = buffer;
     }

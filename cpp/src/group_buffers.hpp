@@ -46,6 +46,8 @@ struct StateLayout {
     double initial;
     // The buffer starts as a copy of the parameter instead (Schedule-Free's z).
     bool copy_param = false;
+    // Shaped (size,) instead of like the parameter, as prodigyopt's p.flatten() state.
+    bool flat = false;
   };
   std::vector<Entry> buffers;  // in the rule's buffer order after param and grad
   std::vector<Entry> scalars;  // in the rule's scalar-state order
@@ -368,6 +370,66 @@ void write_group_two_pass(std::vector<Entry>& entries, py::dict state, const Sta
     layout.master ? run_master(float16{}) : run(float16{});
   if (present[static_cast<int>(Storage::bfloat16)])
     layout.master ? run_master(bfloat16{}) : run(bfloat16{});
+}
+
+// The first pass alone of a rule whose update needs sums over every group (Prodigy's
+// d): checks everything, then writes at once, or returns the write with `defer`. The
+// write creates the missing state, runs pass 1 (which may write state, never the
+// parameter) and stores each parameter's Rule::num_sums sums in row k of `out` for the
+// parameter at position k of `params` (rows of parameters without a grad are left as
+// they were). `out` must stay alive until then: the optimizer holds it.
+template <template <class> class Rule, class MakeRule>
+py::object reduce_group(py::handle params, py::dict state, const StateLayout& layout,
+                        const MakeRule& make_rule, py::array out, bool defer) {
+  constexpr std::size_t K = Rule<float>::num_sums;
+  std::vector<Entry> entries = collect(params, state, layout);
+  if (!has_dtype<double>(out) || out.ndim() != 2 ||
+      out.shape(0) != static_cast<py::ssize_t>(py::len(params)) ||
+      out.shape(1) != static_cast<py::ssize_t>(K) || !(out.flags() & py::array::c_style) ||
+      !out.writeable())
+    throw py::value_error("out must be a writeable C-contiguous float64 array of shape (len(params), " +
+                          std::to_string(K) + ")");
+  const bool serial = shares_memory(entries);
+  PreparedStep step;
+  step.write = [entries = std::move(entries), state, layout, make_rule, out, serial]() mutable {
+    if (entries.empty()) return;
+    create_state(entries, state, layout);
+    const int threads = serial ? 1 : num_threads();
+    const Isa isa = active_isa();
+    double* rows = data_of<double>(out);
+    auto execute = [&](Storage storage, const auto& rule, auto& g, const auto& via) {
+      if (g.tensors.sizes.empty()) return;
+      auto scalars = prepare_all(rule, g.scalar_state, g.fresh, layout.scalars.size());
+      std::vector<double> sums;
+      {
+        py::gil_scoped_release release;
+        sums = first_pass(rule, scalars, g.tensors, threads, isa, via);
+      }
+      std::size_t t = 0;  // the gathered tensors are the entries of this storage, in order
+      for (const Entry& e : entries) {
+        if (e.storage != storage) continue;
+        for (std::size_t j = 0; j < K; ++j) rows[e.index * K + j] = sums[t * K + j];
+        ++t;
+      }
+    };
+    auto run = [&](auto zero) {
+      using T = decltype(zero);
+      auto g = gather<T, Rule<float>::num_buffers>(entries, layout);
+      execute(storage_of<T>, make_rule(zero), g, Direct{});
+    };
+    auto run_master = [&](auto zero) {
+      using S = decltype(zero);
+      auto g = gather_master<S, Rule<float>::num_buffers>(entries, layout);
+      execute(storage_of<S>, make_rule(float{}), g, g.via);
+    };
+    run(float{});
+    run(double{});
+    layout.master ? run_master(float16{}) : run(float16{});
+    layout.master ? run_master(bfloat16{}) : run(bfloat16{});
+  };
+  if (defer) return py::cast(std::move(step));
+  step.write();
+  return py::none();
 }
 
 // One group's step: checks everything, then writes at once and returns None, or, with

@@ -35,6 +35,7 @@ from .nadam import NAdam
 from .nadamw import NAdamW
 from .optimizer import Optimizer
 from .parameter import Parameter
+from .prodigy import Prodigy
 from .radam import RAdam
 from .rmsprop import RMSprop
 from .rprop import Rprop
@@ -79,6 +80,7 @@ __all__ = [
     "NAdamW",
     "Optimizer",
     "Parameter",
+    "Prodigy",
     "RAdam",
     "RAdamScheduleFree",
     "RMSprop",

@@ -206,6 +206,37 @@ def lars_step(
     master_weights: bool,
     defer: bool,
 ) -> PreparedStep | None: ...
+def prodigy_moments(
+    params: Any,
+    state: dict[Any, Any],
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    weight_m: float,
+    weight_v: float,
+    weight_s: float,
+    weight_decay: float,
+    l2: bool,
+    active: bool,
+    maximize: bool,
+    master_weights: bool,
+    out: Any,
+    defer: bool,
+) -> PreparedStep | None: ...
+def prodigy_step(
+    params: Any,
+    state: dict[Any, Any],
+    dlr: float,
+    d: float,
+    eps: float,
+    weight_decay: float,
+    l2: bool,
+    decoupled: bool,
+    momentum: bool,
+    maximize: bool,
+    master_weights: bool,
+    defer: bool,
+) -> PreparedStep | None: ...
 def lion_step(
     params: Any,
     state: dict[Any, Any],

@@ -308,12 +308,18 @@ class ZeroRedundancyOptimizer(Optimizer):
     Raises:
         RuntimeError: on every rank, when the ranks disagree on the parameters (counts
             or sizes).
+        TypeError: ``optimizer_class`` needs every parameter at each step (Prodigy).
         ImportError: mpi4py is not installed.
     """
 
     def __init__(
         self, params: ParamsT, optimizer_class: type[Optimizer], comm: Any = None, **defaults: Any
     ) -> None:
+        if getattr(optimizer_class, "_needs_every_parameter", False):
+            raise TypeError(
+                f"ZeroRedundancyOptimizer cannot shard {optimizer_class.__name__}: its step "
+                "depends on sums over every parameter, and a rank steps its own share only"
+            )
         self.comm = _world(comm)
         self.world_size: int = self.comm.Get_size()
         self.rank: int = self.comm.Get_rank()

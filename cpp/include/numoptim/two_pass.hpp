@@ -119,6 +119,31 @@ struct IsTwoPass : std::false_type {};
 template <class Rule>
 struct IsTwoPass<Rule, std::void_t<decltype(Rule::num_sums)>> : std::true_type {};
 
+// Pass 1 of a two-pass rule over the tensors, with up to num_threads threads: each
+// tensor's num_sums sums, in order (zeros where the rule does not reduce).
+template <class Rule, class T, std::size_t N, class Via>
+std::vector<double> first_pass(const Rule& rule, const std::vector<typename Rule::Scalars>& scalars,
+                               const TensorList<T, N>& tensors, int num_threads, Isa isa,
+                               const Via& via) {
+  constexpr std::size_t K = Rule::num_sums;
+  std::vector<double> sums(tensors.sizes.size() * K, 0.0);
+  if (!rule.reduces()) return sums;
+  using Pass = ReducePass<Rule>;
+  const typename Via::template rule<Pass> pass{Pass{rule}};
+  auto block = [&](std::size_t t, std::size_t begin, std::size_t n, double* partial) {
+    double lanes[K][kNormLanes] = {};
+    std::array<T*, N> at;
+    for (std::size_t b = 0; b < N; ++b) {
+      T* const base = tensors.buffers[t][b];
+      at[b] = base == nullptr ? nullptr : base + begin;
+    }
+    update_at(isa, pass, via.template scalars<Pass>(t, {scalars[t], lanes}), at.data(), n);
+    combine_lanes<K>(lanes, plus, partial);
+  };
+  reduce_in_blocks<K>(tensors.sizes, block, plus, 0.0, sums.data(), num_threads);
+  return sums;
+}
+
 // Runs a two-pass rule over the tensors (see the top of this file), with up to
 // num_threads threads.
 template <class Rule, class T, std::size_t N, class Via>
@@ -126,22 +151,7 @@ void run_two_pass(const Rule& rule, const std::vector<typename Rule::Scalars>& s
                   const TensorList<T, N>& tensors, int num_threads, Isa isa, const Via& via) {
   constexpr std::size_t K = Rule::num_sums;
   const std::size_t count = tensors.sizes.size();
-  std::vector<double> sums(count * K, 0.0);
-  if (rule.reduces()) {
-    using Pass = ReducePass<Rule>;
-    const typename Via::template rule<Pass> pass{Pass{rule}};
-    auto block = [&](std::size_t t, std::size_t begin, std::size_t n, double* partial) {
-      double lanes[K][kNormLanes] = {};
-      std::array<T*, N> at;
-      for (std::size_t b = 0; b < N; ++b) {
-        T* const base = tensors.buffers[t][b];
-        at[b] = base == nullptr ? nullptr : base + begin;
-      }
-      update_at(isa, pass, via.template scalars<Pass>(t, {scalars[t], lanes}), at.data(), n);
-      combine_lanes<K>(lanes, plus, partial);
-    };
-    reduce_in_blocks<K>(tensors.sizes, block, plus, 0.0, sums.data(), num_threads);
-  }
+  const std::vector<double> sums = first_pass(rule, scalars, tensors, num_threads, isa, via);
   using Pass = ApplyPass<Rule>;
   std::vector<typename Via::template rule<Pass>::Scalars> applied;
   applied.reserve(count);
