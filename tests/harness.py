@@ -325,6 +325,26 @@ def timm_oracle(module: str, attribute: str):
     return adapter
 
 
+def prodigy_oracle(torch):
+    """prodigyopt's Prodigy, with maximize added, whose state dicts hold every p0 at the
+    parameter's size: prodigyopt keeps a 0-d zero as the p0 of an all-zero parameter
+    (to save memory), numoptim the zeros (its state buffers are the parameter's size;
+    a prodigyopt state dict with a 0-d p0 loads, see test_prodigy.py). The values are
+    the same."""
+    import prodigyopt
+
+    class Prodigy(_with_maximize(prodigyopt.Prodigy)):
+        def state_dict(self):
+            saved = super().state_dict()
+            for entry in saved["state"].values():
+                p0, s = entry.get("p0"), entry.get("s")
+                if p0 is not None and s is not None and p0.ndim == 0:
+                    entry["p0"] = p0.expand(s.shape).clone()  # s: the parameter's size
+            return saved
+
+    return Prodigy
+
+
 # Optimizers whose oracle needs an adapter: name -> function(torch) giving the class.
 ORACLE_ADAPTERS = {
     "AdEMAMix": ademamix_oracle,
@@ -335,6 +355,7 @@ ORACLE_ADAPTERS = {
     "LaProp": timm_oracle("laprop", "LaProp"),
     "AdaBelief": timm_oracle("adabelief", "AdaBelief"),
     "Adopt": timm_oracle("adopt", "Adopt"),
+    "Prodigy": prodigy_oracle,
 }
 
 

@@ -375,6 +375,15 @@ OPTIMIZERS: dict[str, list[dict]] = {
 # generic tests' second group keeps the first one's lr.
 SHARED_LR = {"Prodigy"}
 
+# Optimizers whose step is two native passes with Python between them (Prodigy's d, from
+# sums over every group): the second pass reads the state that the first one stored.
+SPLIT_STEP = {"Prodigy"}
+
+# Group values that are sums over the parameters (Prodigy's d estimate), name -> keys:
+# in float32 the reference sums with float32 dot products (torch's sdot over terms that
+# mostly cancel), numoptim in double, so they agree to a tolerance only.
+REDUCED_GROUP_KEYS = {"Prodigy": ("d", "d_max", "d_numerator", "d_denom", "d_hat")}
+
 # Optimizers that step only in train mode (Schedule-Free): the harness calls train()
 # on each new one, numoptim's and the reference's alike.
 TRAIN_MODE = {"AdamWScheduleFree", "SGDScheduleFree", "RAdamScheduleFree"}
@@ -446,7 +455,14 @@ ELEMENTWISE = [
 # Elementwise optimizers whose step count is the group's, counted once per step() call
 # whether or not a parameter has a gradient (timm's Adan, Schedule-Free's k), not each
 # parameter's own.
-GROUP_STEP = {"Adan", "Lamb", "AdamWScheduleFree", "SGDScheduleFree", "RAdamScheduleFree"}
+GROUP_STEP = {
+    "Adan",
+    "Lamb",
+    "Prodigy",  # its group's k; and its d is one per step for every listing
+    "AdamWScheduleFree",
+    "SGDScheduleFree",
+    "RAdamScheduleFree",
+}
 
 # Optimizers that step complex parameters, as torch.optim does (as the real pairs of
 # their memory, torch.view_as_real); every configuration of each runs in the complex

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from harness import make_optimizer
 from numoptim.utils import flat_parameters
-from registry import ELEMENTWISE, OPTIMIZERS
+from registry import ELEMENTWISE, OPTIMIZERS, SHARED_LR
 
 SHAPES = [(3, 5), (256,), (1,), (7, 11), (1000,)]
 
@@ -42,9 +42,9 @@ def test_flat_parameters_are_consecutive_views_with_gradient_views():
 
 
 def run(name, kwargs, params, grads_by_step):
-    opt = make_optimizer(
-        name, [{"params": params[:3]}, {"params": params[3:], "lr": 0.05}], **kwargs
-    )
+    # Where every group must share the lr (SHARED_LR), the second one idles at lr 0.
+    second = {"lr": 0.0 if name in SHARED_LR else 0.05}
+    opt = make_optimizer(name, [{"params": params[:3]}, {"params": params[3:], **second}], **kwargs)
     for step, grads in enumerate(grads_by_step):
         for p, g in zip(params, grads):
             if g is None:

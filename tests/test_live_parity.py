@@ -7,12 +7,13 @@ run checks inputs the golden fixtures never saw.
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
 from conftest import assert_close, assert_close_or_closer
 from harness import NumpyBackend, TorchBackend, reference_available, run_case
-from registry import COMPLEX, COMPLEX_DTYPES, OPTIMIZERS, all_cases
+from registry import COMPLEX, COMPLEX_DTYPES, OPTIMIZERS, REDUCED_GROUP_KEYS, all_cases
 
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
@@ -104,13 +105,24 @@ def test_repr_and_state_dict_groups_match_torch(case_id, name, kwargs):
     skip_without_reference(name)
     opt_t, _ = run_case(TorchBackend(), name, kwargs, np.float32, steps=2)
     opt_n, _ = run_case(NumpyBackend(), name, kwargs, np.float32, steps=2)
-    assert repr(opt_n) == repr(opt_t)
+    # Group values that sum over float32 parameters (Prodigy's d estimate) are compared
+    # to a tolerance: the reference sums in float32 (torch's sdot), numoptim in double.
+    reduced = REDUCED_GROUP_KEYS.get(name, ())
+
+    def masked(text: str) -> str:
+        for key in reduced:
+            text = re.sub(rf"^(    {key}: ).*$", r"\1<reduced>", text, flags=re.MULTILINE)
+        return text
+
+    assert masked(repr(opt_n)) == masked(repr(opt_t))
     groups_t = opt_t.state_dict()["param_groups"]
     groups_n = opt_n.state_dict()["param_groups"]
     for g_t, g_n in zip(groups_t, groups_n):
         assert list(g_n) == list(g_t)  # same keys in the same order
         for key, value in g_t.items():
-            if isinstance(value, torch.Tensor):
+            if key in reduced:
+                np.testing.assert_allclose(float(g_n[key]), float(value), rtol=1e-3, err_msg=key)
+            elif isinstance(value, torch.Tensor):
                 assert float(g_n[key]) == value.item()
             else:
                 assert g_n[key] == value, key

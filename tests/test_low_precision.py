@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from harness import make_optimizer
 from numoptim import Parameter
-from registry import ELEMENTWISE, OPTIMIZERS
+from registry import ELEMENTWISE, OPTIMIZERS, SPLIT_STEP
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 LOW = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
@@ -30,6 +30,11 @@ LR = 2.0**-6
 
 def cases():
     for name in ELEMENTWISE:
+        if name in SPLIT_STEP:
+            # Prodigy: its second pass reads the moments that its first pass stored in
+            # the parameter's dtype (as prodigyopt's), rounded in between, which a
+            # float32 run is not (test_prodigy.py checks its low-precision steps).
+            continue
         for index, kwargs in enumerate(OPTIMIZERS[name]):
             kwargs = {**kwargs, "lr": LR}
             if kwargs.get("initial_accumulator_value"):

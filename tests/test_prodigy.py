@@ -156,3 +156,94 @@ def test_a_prodigyopt_state_dict_with_a_0d_p0_loads_and_resumes():
         ref.step()
     for p, t in zip(ours, theirs):
         assert_close(p, t.detach().numpy())
+
+
+def fma32(a, b, c):
+    """float32 fused multiply-add: the product of two float32 is exact in float64, and
+    one rounding of the sum to float64 then to float32 differs from a single rounding
+    with a probability near 2^-29 per element."""
+    return (a.astype(np.float64) * b + c).astype(np.float32)
+
+
+def prodigy_low_precision_reference(params, grads, state, group, dtype):
+    """One step of prodigyopt's rule with decoupled decay on one group (state: the
+    parameters' by position, updated), in float32 with
+    every stored value rounded to `dtype` once: pass 1 stores the moments and s, the
+    sums give d, pass 2 reads the stored moments (numoptim's order of operations)."""
+    f32 = np.float32
+    beta1, beta2 = group["betas"]
+    beta3 = f32(np.sqrt(beta2))
+    d, lr, wd = group["d"], group["lr"], group["weight_decay"]
+    dlr = d * lr
+    numerator, denominator = 0.0, 0.0
+    for k, (p, g) in enumerate(zip(params, grads)):
+        st = state.setdefault(k, {})
+        if not st:
+            st.update(s=np.zeros(p.size, dtype), p0=p.reshape(-1).copy(),
+                      exp_avg=np.zeros_like(p), exp_avg_sq=np.zeros_like(p))  # fmt: skip
+        x, g = p.astype(f32), g.astype(f32)
+        dot = np.sum(g.reshape(-1).astype(np.float64) * (st["p0"].astype(f32) - x.reshape(-1)))
+        st["exp_avg"] = fma32(g, f32(d * (1 - beta1)), st["exp_avg"].astype(f32) * f32(beta1))
+        st["exp_avg"] = st["exp_avg"].astype(dtype)
+        v = fma32(f32(d * d * (1 - beta2)) * g, g, st["exp_avg_sq"].astype(f32) * f32(beta2))
+        st["exp_avg_sq"] = v.astype(dtype)
+        s = fma32(g.reshape(-1), f32((d / group["d0"]) * dlr), st["s"].astype(f32) * beta3)
+        st["s"] = s.astype(dtype)
+        numerator += (d / group["d0"]) * dlr * float(f32(dot))
+        denominator += float(f32(np.sum(np.abs(st["s"].astype(np.float64)))))
+    d_numerator = group["d_numerator"] * np.sqrt(beta2) + numerator  # in double
+    d_hat = group["d_coef"] * d_numerator / denominator
+    d_max = max(group["d_max"], d_hat)
+    if d == group["d0"]:
+        d = max(d, d_hat)
+    d = min(d_max, d * group["growth_rate"])
+    group.update(d=d, d_max=d_max, d_numerator=d_numerator)
+    out = []
+    for k, p in enumerate(params):
+        st = state[k]
+        x = p.astype(f32)
+        denom = np.sqrt(st["exp_avg_sq"].astype(f32)) + f32(d * group["eps"])
+        x = fma32(x, f32(-wd * dlr), x)
+        out.append((x + (f32(-dlr) * st["exp_avg"].astype(f32)) / denom).astype(dtype))
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_steps_store_each_value_rounded_once(dtype):
+    """16-bit parameters without master weights keep prodigyopt's state in their dtype:
+    pass 1 stores the moments rounded once, pass 2 reads them back. Every parameter and
+    state element equals the float32 rule with those roundings (checked by a NumPy
+    version of it), step after step. float16 needs d0 and gradients large enough that
+    d^2 * g^2 stays in its range: where exp_avg_sq underflows to 0, the step divides by
+    d * eps alone and overflows (in prodigyopt too, whose state has the same dtype)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dtype = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+    rng = np.random.default_rng(3)
+    shapes = [(3, 5), (17,), (1,), (300,)]
+    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    params = [Parameter(v.copy()) for v in start]
+    kwargs = {"d0": 0.1, "weight_decay": 0.01}
+    opt = numoptim.Prodigy(params, **kwargs)
+    group = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+    expected, state = [v.copy() for v in start], {}
+    grew = False
+    for step in range(8):
+        # Towards zero (so that d grows), at least 0.5 in magnitude.
+        grads = [
+            (np.where(x < 0, -1, 1) * (np.abs(x) + rng.uniform(0.5, 1, x.shape))).astype(dtype)
+            for x in (p.astype(np.float32) for p in params)
+        ]
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        expected = prodigy_low_precision_reference(expected, grads, state, group, dtype)
+        assert opt.param_groups[0]["d"] == group["d"], step
+        grew = grew or group["d"] > kwargs["d0"]
+        for k, (p, e) in enumerate(zip(params, expected)):
+            assert p.dtype == dtype
+            np.testing.assert_array_equal(p.view(np.uint16), e.view(np.uint16), f"{step} {k}")
+            for key in ("s", "exp_avg", "exp_avg_sq"):
+                np.testing.assert_array_equal(
+                    opt.state[p][key].view(np.uint16), state[k][key].view(np.uint16), key
+                )
+    assert grew

@@ -415,10 +415,10 @@ py::object adopt_step(py::handle params, py::dict state, double lr, double beta1
 }
 
 // Prodigy's state: p0 starts as a copy of the parameter; exp_avg exists when beta1 > 0.
+// Its `step`, a Python int, is the Python class's.
 StateLayout prodigy_layout(bool momentum, bool master) {
   StateLayout layout;
   layout.master = master;
-  layout.scalars = {{"step", 0.0}};
   // s and p0 are flat, as prodigyopt's (p.flatten()[::slice_p] with slice_p = 1).
   layout.buffers = {{"s", 0.0, false, /*flat=*/true},
                     {"p0", 0.0, /*copy_param=*/true, /*flat=*/true},

@@ -10,10 +10,13 @@ import numpy as np
 
 from . import _core
 from ._native import NativeOptimizer, add_flags, lr_value, scalar
+from ._timm import state_in_order
 from .optimizer import ParamsT
 from .parameter import Parameter
 
 __all__ = ["Prodigy"]
+
+_STATE_ORDER = ("step", "s", "p0", "exp_avg", "exp_avg_sq")  # prodigyopt's
 
 
 class Prodigy(NativeOptimizer):
@@ -133,6 +136,8 @@ class Prodigy(NativeOptimizer):
         )
 
     def _cast_state(self, param: Parameter, key: Any, value: Any, dtype: Any = None) -> Any:
+        if key == "step":  # prodigyopt counts steps in a Python int
+            return int(value)
         # prodigyopt keeps a 0-d zero as the p0 of a parameter that was all zeros.
         if key == "p0" and isinstance(value, np.ndarray) and value.ndim == 0:
             value = np.full(param.size, value, dtype=value.dtype)
@@ -198,6 +203,12 @@ class Prodigy(NativeOptimizer):
             raise RuntimeError(self._sparse_grad_message()) from None
         for write in writes:
             write()
+        with_grads = [p for group in groups for p in group["params"] if p.grad is not None]
+        for p in with_grads:  # prodigyopt creates the state with step 0 in this pass
+            state = self.state[p]
+            if "step" not in state:
+                state["step"] = 0
+                state_in_order(state, _STATE_ORDER)
 
         # The sums, each rounded to its parameter's compute dtype (prodigyopt's
         # .item() of a float32 dot product), accumulated in prodigyopt's order.
@@ -249,4 +260,6 @@ class Prodigy(NativeOptimizer):
         for group, write in zip(groups, steps):
             write()
             group["k"] = group["k"] + 1
+        for p in with_grads:  # each listing of a parameter counts
+            self.state[p]["step"] += 1
         return loss

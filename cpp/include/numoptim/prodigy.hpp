@@ -9,8 +9,9 @@
 //   m <- beta1 * m + d * (1 - beta1) * g          (beta1 > 0)
 //   v <- beta2 * v + d^2 * (1 - beta2) * g^2
 //   s <- beta3 * s + (d / d0) * dlr * g           ((d / d0) * d with safeguard_warmup)
-//   sum |s|
-// Between them (Python, python/numoptim/prodigy.py): d from the sums of every tensor of
+//   sum |s|                                       (of s as stored)
+// m, v and s are stored in the state's dtype (the parameter's, as prodigyopt's, or
+// float32 master state), and pass 2 reads them back as stored. Between them (Python, python/numoptim/prodigy.py): d from the sums of every tensor of
 // every group. Pass 2, ProdigyStep, with the new d and the dlr of pass 1:
 //   decouple: p <- p - wd * dlr * p
 //   p <- p - dlr * m / (sqrt(v) + d * eps)        (beta1 > 0)
@@ -35,7 +36,7 @@ struct ProdigyMoments {
   using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: param, grad, s, p0, exp_avg_sq, exp_avg (absent when beta1 == 0).
   static constexpr std::size_t num_buffers = 6;
-  static constexpr std::size_t num_scalar_state = 1;  // step: counted by ProdigyStep
+  static constexpr std::size_t num_scalar_state = 0;  // step: a Python int, as prodigyopt's
   static constexpr std::size_t num_sums = 2;          // the dot product, sum of |s|
 
   double beta1, beta2, beta3;
@@ -47,17 +48,37 @@ struct ProdigyMoments {
   Scalars prepare(float* const* /*scalar_state*/, bool /*fresh*/) const { return {}; }
   bool reduces() const { return active; }
 
-  void reduce(const Scalars&, S* const* buffers, std::size_t i, double* terms) const {
-    const T param = load(buffers[0][i]);
-    T g = load(buffers[1][i]);
-    if (maximize) g = -g;
-    if (l2) g = std::fma(param, T(weight_decay), g);
-    terms[0] = double(g) * double(load(buffers[3][i]) - param);
-    if (beta1 > 0) store(buffers[5][i], std::fma(g, T(weight_m), load(buffers[5][i]) * T(beta1)));
-    store(buffers[4][i], std::fma(T(weight_v) * g, g, load(buffers[4][i]) * T(beta2)));
-    const T s_new = std::fma(g, T(weight_s), load(buffers[2][i]) * T(beta3));
-    store(buffers[2][i], s_new);
-    terms[1] = std::fabs(double(s_new));
+  // One loop per momentum setting, as ProdigyStep's.
+  template <std::size_t Piece>
+  void reduce(const Scalars&, S* const* buffers, std::size_t n, double (*terms)[Piece]) const {
+    beta1 > 0 ? moments<true>(buffers, n, terms) : moments<false>(buffers, n, terms);
+  }
+
+  template <bool Momentum, std::size_t Piece>
+  void moments(S* const* buffers, std::size_t n, double (*terms)[Piece]) const {
+    const S* __restrict p = buffers[0];
+    const S* __restrict grad = buffers[1];
+    S* __restrict s = buffers[2];
+    const S* __restrict p0 = buffers[3];
+    S* __restrict v = buffers[4];
+    S* __restrict m = buffers[5];
+    const T b1 = T(beta1), b2 = T(beta2), b3 = T(beta3), wd = T(weight_decay);
+    const T wm = T(weight_m), wv = T(weight_v), ws = T(weight_s);
+    const T sign = maximize ? T(-1) : T(1);
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) {
+      const T param = load(p[i]);
+      T g = sign * load(grad[i]);
+      if (l2) g = std::fma(param, wd, g);
+      terms[0][i] = double(g) * double(load(p0[i]) - param);
+      if constexpr (Momentum) store(m[i], std::fma(g, wm, load(m[i]) * b1));
+      store(v[i], std::fma(wv * g, g, load(v[i]) * b2));
+      const T s_new = std::fma(g, ws, load(s[i]) * b3);
+      store(s[i], s_new);
+      S stored;  // s as stored (rounded for 16-bit s), which prodigyopt sums
+      store(stored, s_new);
+      terms[1][i] = std::fabs(double(load(stored)));
+    }
   }
 };
 
@@ -66,33 +87,37 @@ struct ProdigyStep {
   using T = compute_t<S>;  // S is the storage type, T the arithmetic one
   // Buffers: ProdigyMoments' (s and p0 unused).
   static constexpr std::size_t num_buffers = 6;
-  static constexpr std::size_t num_scalar_state = 1;  // step
+  static constexpr std::size_t num_scalar_state = 0;
 
   double dlr, d, eps, weight_decay;
   bool l2, decoupled, momentum, maximize;  // momentum: beta1 > 0
 
   struct Scalars {};
-  Scalars prepare(float* const* scalar_state, bool /*fresh*/) const {
-    *scalar_state[0] += 1;
-    return {};
+  Scalars prepare(float* const* /*scalar_state*/, bool /*fresh*/) const { return {}; }
+
+  // One loop per momentum setting: GCC 12 vectorizes the loops it unswitches on the
+  // other flags, not this one. maximize needs no branch: a sign of -1 is exact.
+  void update(const Scalars&, S* const* buffers, std::size_t n) const {
+    momentum ? loop<true>(buffers, n) : loop<false>(buffers, n);
   }
 
-  void update(const Scalars&, S* const* buffers, std::size_t n) const {
+  template <bool Momentum>
+  void loop(S* const* buffers, std::size_t n) const {
     S* __restrict p = buffers[0];
     const S* __restrict grad = buffers[1];
     const S* __restrict v = buffers[4];
     const S* __restrict m = buffers[5];
     const T d_eps = T(d * eps), decay = T(-weight_decay * dlr), wd = T(weight_decay);
-    const T neg_dlr = T(-dlr), neg_dlr_d = T(-dlr * d);
+    const T neg_dlr = T(-dlr), neg_dlr_d = T(-dlr * d), sign = maximize ? T(-1) : T(1);
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
       const T denom = std::sqrt(load(v[i])) + d_eps;
       T param = load(p[i]);
       T numerator;
-      if (momentum) {
+      if constexpr (Momentum) {
         numerator = neg_dlr * load(m[i]);
       } else {
-        T g = maximize ? -load(grad[i]) : load(grad[i]);
+        T g = sign * load(grad[i]);
         if (l2) g = std::fma(param, wd, g);
         numerator = neg_dlr_d * g;
       }
