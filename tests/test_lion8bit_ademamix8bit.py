@@ -7,18 +7,23 @@ both state kinds; bitsandbytes itself through a fixture and, when installed, liv
 """
 
 import importlib.util
-import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 
 import numoptim
 import numpy as np
 import pytest
-from numoptim import AdEMAMix8bit, Lion8bit, Parameter, _core
-from test_adam8bit import DTYPES, MAPS, fma, gradients, quantize_blocks, softmax_regression
+from numoptim import AdEMAMix8bit, Lion8bit, Parameter
+from test_adam8bit import (
+    DTYPES,
+    MAPS,
+    assert_same_digest_at_every_level,
+    dispatch_script,
+    fma,
+    gradients,
+    quantize_blocks,
+    run,
+    softmax_regression,
+)
 
 # ------------------------------------------------------------------ the NumPy models
 
@@ -315,15 +320,6 @@ def test_a_bad_state_leaves_every_group_unwritten():
 # ------------------------------------------------------------------ determinism
 
 
-def run(cls, params, grads, **kwargs):
-    opt = cls(params, **kwargs)
-    for g_step in grads:
-        for p, g in zip(params, g_step):
-            p.grad = g
-        opt.step()
-    return opt
-
-
 @pytest.mark.parametrize("cls", [Lion8bit, AdEMAMix8bit], ids=case_id)
 def test_thread_counts_give_identical_results(cls, restore_threads):
     rng = np.random.default_rng(1)
@@ -343,46 +339,10 @@ def test_thread_counts_give_identical_results(cls, restore_threads):
             np.testing.assert_array_equal(a, b)
 
 
-_DISPATCH_SCRIPT = textwrap.dedent(
-    """
-    import hashlib, json
-    import numpy as np
-    import numoptim
-    rng = np.random.default_rng(3)
-    digest = hashlib.sha256()
-    for name in ("Lion8bit", "AdEMAMix8bit"):
-        for dtype in ("float32", "float16"):
-            params = [numoptim.Parameter(rng.standard_normal(n).astype(dtype))
-                      for n in (0, 1, 7, 255, 4096, 4097, 20_000)]
-            opt = getattr(numoptim, name)(params, lr=1e-2, weight_decay=0.1)
-            for _ in range(5):
-                for p in params:
-                    p.grad = rng.standard_normal(p.shape).astype(dtype)
-                opt.step()
-            for p in params:
-                digest.update(np.asarray(p).tobytes())
-                for key in ("state1", "state2", "absmax1", "absmax2"):
-                    if key in opt.state[p]:
-                        digest.update(opt.state[p][key].tobytes())
-    print(json.dumps({"level": numoptim._core.simd_level(), "digest": digest.hexdigest()}))
-    """
-)
-
-
 def test_every_dispatch_level_gives_bit_identical_results():
-    levels = ["baseline", "avx2", "avx512"]
-    best = _core.cpu_simd_level()
-    results = {}
-    for level in levels[: levels.index(best) + 1]:
-        env = dict(os.environ, NUMOPTIM_DISPATCH=level)
-        out = subprocess.run(
-            [sys.executable, "-c", _DISPATCH_SCRIPT], env=env, capture_output=True, text=True,
-            check=True,
-        )  # fmt: skip
-        result = json.loads(out.stdout)
-        assert result["level"] == level
-        results[level] = result["digest"]
-    assert len(set(results.values())) == 1, results
+    kwargs = {"lr": 1e-2, "weight_decay": 0.1}
+    cases = [("Lion8bit", kwargs), ("AdEMAMix8bit", {**kwargs, "t_alpha": 3})]
+    assert_same_digest_at_every_level(dispatch_script(cases))
 
 
 # ------------------------------------------------------------------ checkpoints
