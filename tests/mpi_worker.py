@@ -48,6 +48,8 @@ CASES = {
     "Adopt": ({"lr": 0.01, "weight_decay": 0.02}, {"lr": 0.003, "decoupled": True}),
     "Adam8bit": ({"lr": 0.01}, {"lr": 0.005}),
     "AdamW8bit": ({"lr": 0.01}, {"lr": 0.005, "weight_decay": 0.1}),
+    "Lion8bit": ({"lr": 0.001}, {"lr": 0.003, "weight_decay": 0.1}),
+    "AdEMAMix8bit": ({"lr": 0.01, "t_alpha": 3, "t_beta3": 4}, {"lr": 0.003, "alpha": 2.0}),
 }
 # Odd sizes; the 4097- and 5001-element ones take 8-bit state in Adam8bit.
 SHAPES = ([(3, 5), (7,), (1,), (33, 17), (5001,), (2, 3, 4)], [(11,), (9, 9), (4097,)])

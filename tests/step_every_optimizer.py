@@ -38,7 +38,7 @@ for name in COMPLEX:  # complex parameters, stepped as their real pairs
     optimizer = getattr(numoptim, name)(params, lr=0.01)
     optimizer.step()
     optimizer.step()
-for name in ("Adam8bit", "AdamW8bit"):  # 8-bit state (threaded) and float32 state
+for name in ("Adam8bit", "AdamW8bit", "Lion8bit", "AdEMAMix8bit"):  # 8-bit and float32 state
     params = [
         numoptim.Parameter(np.ones((256, 300), np.float32)),
         numoptim.Parameter(np.ones((3, 5), np.float32)),

@@ -273,32 +273,44 @@ _DISPATCH_SCRIPT = textwrap.dedent(
     import numoptim
     rng = np.random.default_rng(3)
     digest = hashlib.sha256()
-    for dtype in ("float32", "float16"):
-        params = [numoptim.Parameter(rng.standard_normal(n).astype(dtype))
-                  for n in (0, 1, 7, 255, 4096, 4097, 20_000)]
-        opt = numoptim.AdamW8bit(params, lr=1e-2)
-        for _ in range(5):
+    for name, kwargs in CASES:
+        for dtype in ("float32", "float16"):
+            params = [numoptim.Parameter(rng.standard_normal(n).astype(dtype))
+                      for n in (0, 1, 7, 255, 4096, 4097, 20_000)]
+            opt = getattr(numoptim, name)(params, **kwargs)
+            for _ in range(5):
+                for p in params:
+                    p.grad = rng.standard_normal(p.shape).astype(dtype)
+                opt.step()
             for p in params:
-                p.grad = rng.standard_normal(p.shape).astype(dtype)
-            opt.step()
-        for p in params:
-            digest.update(np.asarray(p).tobytes())
-            for key in ("state1", "state2", "absmax1", "absmax2"):
-                if key in opt.state[p]:
-                    digest.update(opt.state[p][key].tobytes())
+                digest.update(np.asarray(p).tobytes())
+                for key in ("state1", "state2", "absmax1", "absmax2"):
+                    if key in opt.state[p]:
+                        digest.update(opt.state[p][key].tobytes())
     print(json.dumps({"level": numoptim._core.simd_level(), "digest": digest.hexdigest()}))
     """
 )
 
 
+def dispatch_script(cases):
+    """The script that steps `cases` ((name, kwargs) pairs) and prints its digest."""
+    return f"CASES = {cases!r}\n" + _DISPATCH_SCRIPT
+
+
 def test_every_dispatch_level_gives_bit_identical_results():
+    assert_same_digest_at_every_level(dispatch_script([("AdamW8bit", {"lr": 1e-2})]))
+
+
+def assert_same_digest_at_every_level(script):
+    """Runs `script` (it prints the SIMD level and a digest of its results as JSON) at each
+    level the CPU has; every level must print the same digest."""
     levels = ["baseline", "avx2", "avx512"]
     best = _core.cpu_simd_level()
     results = {}
     for level in levels[: levels.index(best) + 1]:
         env = dict(os.environ, NUMOPTIM_DISPATCH=level)
         out = subprocess.run(
-            [sys.executable, "-c", _DISPATCH_SCRIPT], env=env, capture_output=True, text=True,
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True,
             check=True,
         )  # fmt: skip
         result = json.loads(out.stdout)

@@ -193,7 +193,7 @@ def test_the_optimizers_beyond_torch_refuse_complex_parameters_when_added(name):
 def test_8bit_refuses_complex_parameters_when_added():
     z = Parameter(np.zeros(3, np.complex64))
     a = Parameter(np.zeros(3, np.float32))
-    for name in ("Adam8bit", "AdamW8bit"):
+    for name in ("Adam8bit", "AdamW8bit", "Lion8bit", "AdEMAMix8bit"):
         with pytest.raises(TypeError, match="parameter 1 has dtype complex64"):
             getattr(numoptim, name)([a, z])
 

@@ -24,7 +24,7 @@ TIMEOUT = 120
 OPTIMIZERS = [
     "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam", "RAdam",
     "ASGD", "Rprop", "Lion", "AdEMAMix", "Adan", "Lamb", "Lars", "NAdamW", "LaProp",
-    "AdaBelief", "Adopt", "Adam8bit", "AdamW8bit",
+    "AdaBelief", "Adopt", "Adam8bit", "AdamW8bit", "Lion8bit", "AdEMAMix8bit",
 ]  # fmt: skip
 
 

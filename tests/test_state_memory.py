@@ -12,7 +12,9 @@ def address(a):
     return a.__array_interface__["data"][0]
 
 
-@pytest.mark.parametrize("name", ["Adam", "SGD", "Adagrad", "RMSprop", "Adam8bit"])
+@pytest.mark.parametrize(
+    "name", ["Adam", "SGD", "Adagrad", "RMSprop", "Adam8bit", "Lion8bit", "AdEMAMix8bit"]
+)
 def test_large_state_starts_on_a_huge_page_and_small_on_a_line(name):
     big = Parameter(np.ones(1 << 22, np.float32))  # 16 MiB: 4 MiB of 8-bit state
     small = Parameter(np.ones(100, np.float32))

@@ -16,6 +16,8 @@
 #include "numoptim/adagrad.hpp"
 #include "numoptim/adam.hpp"
 #include "numoptim/adam8bit.hpp"
+#include "numoptim/ademamix8bit.hpp"
+#include "numoptim/lion8bit.hpp"
 #include "numoptim/adamax.hpp"
 #include "numoptim/adan.hpp"
 #include "numoptim/nadamw.hpp"
@@ -505,7 +507,7 @@ py::object rprop_step(py::handle params, py::dict state, double lr, double etami
   }, defer);
 }
 
-// ------------------------------------------------------------------ 8-bit Adam
+// ------------------------------------------------------------------ 8-bit state
 
 // Checks one array of an 8-bit step: an ndarray of dtype T, `size` elements (any shape),
 // C-contiguous and aligned, and writeable when `writeable`. Returns its data.
@@ -529,33 +531,38 @@ T* checked_array(py::handle obj, const std::string& what, std::size_t size, bool
   return numoptim::binding::data_of<T>(py::reinterpret_borrow<py::object>(obj));
 }
 
-// One tensor of an 8-bit step, checked.
-struct Adam8bitTensor {
+// One tensor of an 8-bit step, checked: its K state streams, each 8-bit (codes, absmax
+// per block, map and table) or float32 (values).
+template <std::size_t K>
+struct EightBitTensor {
   numoptim::binding::Storage storage;
   void* param;
   const void* grad;
   std::size_t size;
   double step;
-  std::uint8_t *m8 = nullptr, *v8 = nullptr;
-  float *absmax1 = nullptr, *absmax2 = nullptr, *m32 = nullptr, *v32 = nullptr;
-  const float *code1 = nullptr, *code2 = nullptr;
-  const std::uint32_t *table1 = nullptr, *table2 = nullptr;
+  std::uint8_t* codes[K] = {};
+  float* absmax[K] = {};
+  float* values[K] = {};
+  const float* code[K] = {};
+  const std::uint32_t* table[K] = {};
 };
 
-// Adam8bit/AdamW8bit over a list of tensors, each a tuple (index, param, grad, step,
-// state1, state2, absmax1, absmax2, qmap1, qmap2, table1, table2): state1 and state2
-// uint8 with the rest arrays (8-bit state), or float32 with the rest None. `step` is the
-// tensor's step count after this step. The Python optimizer creates the state; this
-// checks every array, then writes (or, with `defer`, returns the write).
-py::object adam8bit_step(py::list tensors, double lr, double beta1, double beta2, double eps,
-                         double weight_decay, bool defer) {
+// Checks the tensors of an 8-bit step, each a tuple (index, param, grad, step, state1,
+// state2, absmax1, absmax2, qmap1, qmap2, table1, table2): state1 (and state2) uint8 with
+// the rest arrays (8-bit state), or float32 with the rest None. `step` is the tensor's step
+// count after this step. state1 holds the first `InState1` streams (bitsandbytes stacks
+// AdEMAMix's m1 and m2 in a state1 of shape (2, *shape), with an absmax1 of (2, blocks));
+// state2, when `InState2` is 1, the last (its items are None otherwise).
+template <std::size_t InState1, std::size_t InState2>
+std::vector<EightBitTensor<InState1 + InState2>> check_8bit_tensors(py::list tensors) {
   using numoptim::binding::Storage;
-  std::vector<Adam8bitTensor> checked;
+  constexpr std::size_t K = InState1 + InState2;
+  std::vector<EightBitTensor<K>> checked;
   for (py::handle item : tensors) {
     const auto t = py::reinterpret_borrow<py::tuple>(item);
     if (t.size() != 12) throw py::value_error("an 8-bit step takes 12-tuples");
     const std::string name = "parameter " + py::str(t[0]).cast<std::string>();
-    Adam8bitTensor e;
+    EightBitTensor<K> e;
     if (!py::isinstance<py::array>(t[1]))
       throw py::type_error(name + " must be a numpy.ndarray");
     const auto param = py::reinterpret_borrow<py::array>(t[1]);
@@ -580,28 +587,48 @@ py::object adam8bit_step(py::list tensors, double lr, double beta1, double beta2
     const bool quantized = py::isinstance<py::array>(t[4]) &&
                            numoptim::binding::has_dtype<std::uint8_t>(
                                py::reinterpret_borrow<py::array>(t[4]));
-    if (quantized) {
-      const std::size_t blocks = (e.size + numoptim::kQuantBlock - 1) / numoptim::kQuantBlock;
-      e.m8 = checked_array<std::uint8_t>(t[4], "state1 of " + name, e.size, true, "uint8");
-      e.v8 = checked_array<std::uint8_t>(t[5], "state2 of " + name, e.size, true, "uint8");
-      e.absmax1 = checked_array<float>(t[6], "absmax1 of " + name, blocks, true, "float32");
-      e.absmax2 = checked_array<float>(t[7], "absmax2 of " + name, blocks, true, "float32");
-      e.code1 = checked_array<float>(t[8], "qmap1 of " + name, 256, false, "float32");
-      e.code2 = checked_array<float>(t[9], "qmap2 of " + name, 256, false, "float32");
-      e.table1 = checked_array<std::uint32_t>(t[10], "the quantization table of " + name,
-                                              numoptim::kQuantTableSize, false, "uint32");
-      e.table2 = checked_array<std::uint32_t>(t[11], "the quantization table of " + name,
-                                              numoptim::kQuantTableSize, false, "uint32");
-    } else {
-      e.m32 = checked_array<float>(t[4], "state1 of " + name, e.size, true, "float32");
-      e.v32 = checked_array<float>(t[5], "state2 of " + name, e.size, true, "float32");
-    }
+    const std::size_t blocks = (e.size + numoptim::kQuantBlock - 1) / numoptim::kQuantBlock;
+    // The streams of state<which> (1 or 2): `count` of them stacked in its array.
+    auto streams = [&](std::size_t which, std::size_t first, std::size_t count) {
+      const std::string n = std::to_string(which), of = " of " + name;
+      if (quantized) {
+        std::uint8_t* codes = checked_array<std::uint8_t>(t[3 + which], "state" + n + of,
+                                                          count * e.size, true, "uint8");
+        float* absmax = checked_array<float>(t[5 + which], "absmax" + n + of, count * blocks,
+                                             true, "float32");
+        const float* code =
+            checked_array<float>(t[7 + which], "qmap" + n + of, 256, false, "float32");
+        const std::uint32_t* table = checked_array<std::uint32_t>(
+            t[9 + which], "the quantization table" + of, numoptim::kQuantTableSize, false,
+            "uint32");
+        for (std::size_t k = 0; k < count; ++k) {
+          e.codes[first + k] = codes + k * e.size;
+          e.absmax[first + k] = absmax + k * blocks;
+          e.code[first + k] = code;
+          e.table[first + k] = table;
+        }
+      } else {
+        float* values =
+            checked_array<float>(t[3 + which], "state" + n + of, count * e.size, true, "float32");
+        for (std::size_t k = 0; k < count; ++k) e.values[first + k] = values + k * e.size;
+      }
+    };
+    streams(1, 0, InState1);
+    if (InState2 != 0) streams(2, InState1, InState2);
     checked.push_back(e);
   }
+  return checked;
+}
+
+// Runs a checked 8-bit step (or, with `defer`, returns the write): `make_rule(zero, maps)`
+// makes the rule for storage type decltype(zero) and the streams' maps.
+template <template <class> class Rule, std::size_t K, class MakeRule>
+py::object step_8bit(std::vector<EightBitTensor<K>> checked, MakeRule make_rule, bool defer) {
+  using numoptim::binding::Storage;
   // Parameters that overlap each other or a gradient step one after the other, in order,
   // as in the other optimizers (with threads, the result would depend on timing).
   std::vector<std::pair<std::uintptr_t, std::uintptr_t>> spans;
-  for (const Adam8bitTensor& e : checked) {
+  for (const EightBitTensor<K>& e : checked) {
     const std::size_t bytes = e.size * (e.storage == Storage::float32 ? 4 : 2);
     spans.push_back({reinterpret_cast<std::uintptr_t>(e.param), bytes});
     spans.push_back({reinterpret_cast<std::uintptr_t>(e.grad), bytes});
@@ -611,37 +638,44 @@ py::object adam8bit_step(py::list tensors, double lr, double beta1, double beta2
   for (std::size_t k = 1; k < spans.size(); ++k)
     serial |= spans[k].first < spans[k - 1].first + spans[k - 1].second;
   PreparedStep step;
-  step.write = [checked = std::move(checked), lr, beta1, beta2, eps, weight_decay, serial]() {
+  step.write = [checked = std::move(checked), make_rule, serial]() {
     const int threads = serial ? 1 : numoptim::binding::num_threads();
     const numoptim::Isa isa = numoptim::active_isa();
     auto run = [&](auto zero) {
       using S = decltype(zero);
-      using Rule = numoptim::Adam8bit<S>;
-      // One rule per pair of maps: all tensors share bitsandbytes' maps unless a loaded
+      using Tensor = EightBitTensor<K>;
+      // One rule per set of maps: all tensors share bitsandbytes' maps unless a loaded
       // state dict brought others.
-      std::vector<const Adam8bitTensor*> left;
-      for (const Adam8bitTensor& e : checked)
+      std::vector<const Tensor*> left;
+      for (const Tensor& e : checked)
         if (e.storage == numoptim::binding::storage_of<S>) left.push_back(&e);
       while (!left.empty()) {
         // The maps of the first 8-bit tensor left (none: all have float32 state).
         auto quantized = std::find_if(left.begin(), left.end(),
-                                      [](const Adam8bitTensor* e) { return e->m8 != nullptr; });
-        const Adam8bitTensor& first = quantized == left.end() ? *left.front() : **quantized;
-        const Rule rule{lr,          beta1,       beta2,        eps,         weight_decay,
-                        first.code1, first.code2, first.table1, first.table2};
+                                      [](const Tensor* e) { return e->codes[0] != nullptr; });
+        const Tensor& first = quantized == left.end() ? *left.front() : **quantized;
+        numoptim::StateMaps<K> maps;
+        std::copy(first.code, first.code + K, maps.code);
+        std::copy(first.table, first.table + K, maps.table);
+        const Rule<S> rule = make_rule(zero, maps);
+        auto same_maps = [&](const Tensor* e) {
+          for (std::size_t k = 0; k < K; ++k)
+            if (!std::equal(e->code[k], e->code[k] + 256, first.code[k])) return false;
+          return true;
+        };
         numoptim::TensorList<S, 2> list;
-        std::vector<typename Rule::Scalars> scalars;
-        std::vector<const Adam8bitTensor*> rest;
-        for (const Adam8bitTensor* e : left) {
-          if (e->m8 != nullptr && (!std::equal(e->code1, e->code1 + 256, first.code1) ||
-                                   !std::equal(e->code2, e->code2 + 256, first.code2))) {
+        std::vector<typename Rule<S>::Scalars> scalars;
+        std::vector<const Tensor*> rest;
+        for (const Tensor* e : left) {
+          if (e->codes[0] != nullptr && !same_maps(e)) {
             rest.push_back(e);
             continue;
           }
           auto s = rule.scalars(e->step);
-          s.param = static_cast<const S*>(e->param);
-          s.m8 = e->m8, s.v8 = e->v8, s.absmax1 = e->absmax1, s.absmax2 = e->absmax2;
-          s.m32 = e->m32, s.v32 = e->v32;
+          s.state.param = static_cast<const S*>(e->param);
+          std::copy(e->codes, e->codes + K, s.state.codes);
+          std::copy(e->absmax, e->absmax + K, s.state.absmax);
+          std::copy(e->values, e->values + K, s.state.values);
           list.buffers.push_back({static_cast<S*>(e->param),
                                   const_cast<S*>(static_cast<const S*>(e->grad))});
           list.sizes.push_back(e->size);
@@ -659,6 +693,36 @@ py::object adam8bit_step(py::list tensors, double lr, double beta1, double beta2
     run(numoptim::bfloat16{});
   };
   return defer_or_write(std::move(step), defer);
+}
+
+// Adam8bit/AdamW8bit: state1 is m, state2 is v.
+py::object adam8bit_step(py::list tensors, double lr, double beta1, double beta2, double eps,
+                         double weight_decay, bool defer) {
+  return step_8bit<numoptim::Adam8bit>(
+      check_8bit_tensors<1, 1>(tensors), [=](auto zero, const numoptim::StateMaps<2>& maps) {
+        return numoptim::Adam8bit<decltype(zero)>{lr, beta1, beta2, eps, weight_decay, maps};
+      }, defer);
+}
+
+// Lion8bit: state1 is m; there is no state2.
+py::object lion8bit_step(py::list tensors, double lr, double beta1, double beta2,
+                         double weight_decay, bool defer) {
+  return step_8bit<numoptim::Lion8bit>(
+      check_8bit_tensors<1, 0>(tensors), [=](auto zero, const numoptim::StateMaps<1>& maps) {
+        return numoptim::Lion8bit<decltype(zero)>{lr, beta1, beta2, weight_decay, maps};
+      }, defer);
+}
+
+// AdEMAMix8bit: state1 stacks m1 and m2, state2 is nu.
+py::object ademamix8bit_step(py::list tensors, double lr, double beta1, double beta2,
+                             double beta3, double alpha, double t_alpha, double t_beta3,
+                             double eps, double weight_decay, bool defer) {
+  const numoptim::AdEMAMixHyperparameters hyper{lr,           beta1,   beta2,  beta3, alpha,
+                                                eps,          weight_decay, t_alpha, t_beta3};
+  return step_8bit<numoptim::AdEMAMix8bit>(
+      check_8bit_tensors<2, 1>(tensors), [=](auto zero, const numoptim::StateMaps<3>& maps) {
+        return numoptim::AdEMAMix8bit<decltype(zero)>{hyper, maps};
+      }, defer);
 }
 
 // ------------------------------------------------------------------ gradient norms
@@ -902,6 +966,10 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("adam8bit_step", &adam8bit_step, "tensors"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a,
         "weight_decay"_a, "defer"_a);
+  m.def("lion8bit_step", &lion8bit_step, "tensors"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "weight_decay"_a, "defer"_a);
+  m.def("ademamix8bit_step", &ademamix8bit_step, "tensors"_a, "lr"_a, "beta1"_a, "beta2"_a,
+        "beta3"_a, "alpha"_a, "t_alpha"_a, "t_beta3"_a, "eps"_a, "weight_decay"_a, "defer"_a);
   m.def("quantization_table", &quantization_table, "code"_a);
   m.def("_quantize", &quantize_values, "values"_a, "table"_a);
   m.def("norm_reductions", &norm_reductions, "arrays"_a, "p"_a);

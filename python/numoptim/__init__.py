@@ -23,6 +23,7 @@ from .adamax import Adamax
 from .adamw import AdamW
 from .adan import Adan
 from .ademamix import AdEMAMix
+from .ademamix8bit import AdEMAMix8bit
 from .adopt import Adopt
 from .asgd import ASGD
 from .lamb import Lamb
@@ -30,6 +31,7 @@ from .laprop import LaProp
 from .lars import Lars
 from .lbfgs import LBFGS
 from .lion import Lion
+from .lion8bit import Lion8bit
 from .muon import Muon
 from .nadam import NAdam
 from .nadamw import NAdamW
@@ -59,6 +61,7 @@ __all__ = [
     "LBFGS",
     "SGD",
     "AdEMAMix",
+    "AdEMAMix8bit",
     "AdaBelief",
     "Adadelta",
     "Adafactor",
@@ -75,6 +78,7 @@ __all__ = [
     "Lamb",
     "Lars",
     "Lion",
+    "Lion8bit",
     "Muon",
     "NAdam",
     "NAdamW",

@@ -29,6 +29,27 @@ def adam8bit_step(
     weight_decay: float,
     defer: bool,
 ) -> PreparedStep | None: ...
+def lion8bit_step(
+    tensors: list[tuple[Any, ...]],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    defer: bool,
+) -> PreparedStep | None: ...
+def ademamix8bit_step(
+    tensors: list[tuple[Any, ...]],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    alpha: float,
+    t_alpha: float,
+    t_beta3: float,
+    eps: float,
+    weight_decay: float,
+    defer: bool,
+) -> PreparedStep | None: ...
 def adadelta_step(
     params: Any,
     state: dict[Any, Any],

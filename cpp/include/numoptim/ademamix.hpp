@@ -22,6 +22,9 @@
 // Every step constant is computed in double and rounded to T once, as torch rounds a
 // Python float operand. (bitsandbytes' reference class _ReferenceAdEMAMix applies the
 // decay as p - lr * (u + weight_decay * p) instead: the same value up to rounding.)
+//
+// The rule on one element and its schedules (AdEMAMixRule, AdEMAMixHyperparameters) are
+// shared with AdEMAMix8bit (ademamix8bit.hpp).
 #pragma once
 
 #include <algorithm>
@@ -32,26 +35,31 @@
 
 namespace numoptim {
 
-template <class S>
-struct AdEMAMix {
-  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
-  // Buffers: param, grad, exp_avg_fast (m1), exp_avg_slow (m2), exp_avg_sq (nu).
-  static constexpr std::size_t num_buffers = 5;
-  // Scalar state: step.
-  static constexpr std::size_t num_scalar_state = 1;
+// AdEMAMix's constants of one step, rounded to T once, and the rule on one element.
+template <class T>
+struct AdEMAMixRule {
+  T b1, weight1, b2, weight2, b3, weight3, alpha_t, bias_correction1, bias_correction2_sqrt;
+  T neg_lr, epsilon, decay_factor;
 
+  // Returns the new parameter and updates m1, m2 and nu.
+  T step(T param, T g, T& m1, T& m2, T& nu) const {
+    m1 = std::fma(g, weight1, m1 * b1);
+    m2 = std::fma(g, weight3, m2 * b3);
+    nu = std::fma(weight2 * g, g, nu * b2);
+    const T mixed = m1 / bias_correction1 + alpha_t * m2;
+    const T adaptive = std::sqrt(nu) / bias_correction2_sqrt + epsilon;
+    return std::fma(mixed / adaptive, neg_lr, param * decay_factor);
+  }
+};
+
+// AdEMAMix's hyperparameters and schedules (shared with AdEMAMix8bit).
+struct AdEMAMixHyperparameters {
   double lr, beta1, beta2, beta3, alpha, eps, weight_decay;
   double t_alpha, t_beta3;  // scheduler lengths; 0 is off (bitsandbytes tests truthiness)
-  bool maximize;
 
-  struct Scalars {
-    T b3, weight3, alpha_t, bias_correction1, bias_correction2_sqrt;
-  };
-
-  // Advances `step` (float32, as numoptim's other step counts) and computes the
-  // step-dependent constants in double, in bitsandbytes' order.
-  Scalars prepare(float* const* scalar_state, bool /*fresh*/) const {
-    const double step = (*scalar_state[0] += 1.0f);
+  // The constants of step `step` (1-based), computed in double in bitsandbytes' order.
+  template <class T>
+  AdEMAMixRule<T> at(double step) const {
     const double alpha_t = t_alpha != 0 ? std::min(step * alpha / t_alpha, alpha) : alpha;
     double beta3_t = beta3;
     if (t_beta3 != 0) {
@@ -63,8 +71,31 @@ struct AdEMAMix {
     }
     const double bias_correction1 = 1.0 - std::pow(beta1, step);
     const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(beta2, step));
-    return {T(beta3_t), T(1.0 - beta3_t), T(alpha_t), T(bias_correction1),
-            T(bias_correction2_sqrt)};
+    // bitsandbytes decays only when weight_decay > 0; a factor of 1 would be exact anyway.
+    const double decay_factor = weight_decay > 0 ? 1.0 - lr * weight_decay : 1.0;
+    return {T(beta1),          T(1.0 - beta1),   T(beta2),
+            T(1.0 - beta2),    T(beta3_t),       T(1.0 - beta3_t),
+            T(alpha_t),        T(bias_correction1), T(bias_correction2_sqrt),
+            T(-lr),            T(eps),           T(decay_factor)};
+  }
+};
+
+template <class S>
+struct AdEMAMix : AdEMAMixHyperparameters {
+  using T = compute_t<S>;  // S is the storage type, T the arithmetic one
+  // Buffers: param, grad, exp_avg_fast (m1), exp_avg_slow (m2), exp_avg_sq (nu).
+  static constexpr std::size_t num_buffers = 5;
+  // Scalar state: step.
+  static constexpr std::size_t num_scalar_state = 1;
+
+  bool maximize;
+
+  using Scalars = AdEMAMixRule<T>;
+
+  // Advances `step` (float32, as numoptim's other step counts) and computes the
+  // step-dependent constants.
+  Scalars prepare(float* const* scalar_state, bool /*fresh*/) const {
+    return at<T>(*scalar_state[0] += 1.0f);
   }
 
   void update(const Scalars& s, S* const* buffers, std::size_t n) const {
@@ -74,24 +105,14 @@ struct AdEMAMix {
     S* __restrict m2 = buffers[3];
     S* __restrict nu = buffers[4];
     const T sign = maximize ? T(-1) : T(1);
-    const T b1 = T(beta1), weight1 = T(1.0 - beta1);
-    const T b2 = T(beta2), weight2 = T(1.0 - beta2);
-    const T neg_lr = T(-lr), epsilon = T(eps);
-    // bitsandbytes decays only when weight_decay > 0; a factor of 1 would be exact anyway.
-    const T decay_factor = weight_decay > 0 ? T(1.0 - lr * weight_decay) : T(1);
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
-      const T g = sign * load(grad[i]);
-      const T fast = std::fma(g, weight1, load(m1[i]) * b1);
-      const T slow = std::fma(g, s.weight3, load(m2[i]) * s.b3);
-      const T sq = std::fma(weight2 * g, g, load(nu[i]) * b2);
+      T fast = load(m1[i]), slow = load(m2[i]), sq = load(nu[i]);
+      const T param = s.step(load(p[i]), sign * load(grad[i]), fast, slow, sq);
       store(m1[i], fast);
       store(m2[i], slow);
       store(nu[i], sq);
-      const T param = load(p[i]) * decay_factor;
-      const T mixed = fast / s.bias_correction1 + s.alpha_t * slow;
-      const T adaptive = std::sqrt(sq) / s.bias_correction2_sqrt + epsilon;
-      store(p[i], std::fma(mixed / adaptive, neg_lr, param));
+      store(p[i], param);
     }
   }
 };

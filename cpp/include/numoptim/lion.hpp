@@ -19,6 +19,8 @@
 // sign is torch.sign's: sign(+-0) = +0 (no move) and sign(NaN) = 0 (torch 2.13's CPU
 // kernel computes (0 < c) - (c < 0), which is 0 for NaN). Written as that difference of
 // two comparisons, it has no branch and vectorizes.
+//
+// The rule on one element (LionRule) is shared with Lion8bit (lion8bit.hpp).
 #pragma once
 
 #include <cmath>
@@ -27,6 +29,28 @@
 #include "numoptim/storage.hpp"
 
 namespace numoptim {
+
+// Lion's constants, rounded to T once, and the rule on one element.
+template <class T>
+struct LionRule {
+  T b1, weight1, b2, weight2, neg_lr, decay_factor;
+  bool decay;
+
+  LionRule(double lr, double beta1, double beta2, double weight_decay)
+      : b1(T(beta1)), weight1(T(1.0 - beta1)), b2(T(beta2)), weight2(T(1.0 - beta2)),
+        neg_lr(T(-lr)), decay_factor(T(1.0 - lr * weight_decay)), decay(weight_decay != 0) {}
+
+  // Returns the new parameter and updates m. `fused`: c as one multiply and a fused
+  // multiply-add (lion-pytorch, bitsandbytes' 32-bit kernel), or as two products and a sum
+  // (bitsandbytes' 8-bit kernel: `m.mul(beta1) + g.mul(1 - beta1)`).
+  T step(T param, T g, T& m, bool fused) const {
+    if (decay) param = param * decay_factor;
+    const T c = fused ? std::fma(g, weight1, m * b1) : m * b1 + g * weight1;
+    const T sign = T(T(0) < c) - T(c < T(0));
+    m = std::fma(g, weight2, m * b2);
+    return param + neg_lr * sign;
+  }
+};
 
 template <class S>
 struct Lion {
@@ -46,20 +70,13 @@ struct Lion {
     S* __restrict p = buffers[0];
     const S* __restrict grad = buffers[1];
     S* __restrict m = buffers[2];
-    const T b1 = T(beta1), weight1 = T(1.0 - beta1);
-    const T b2 = T(beta2), weight2 = T(1.0 - beta2);
-    const T neg_lr = T(-lr), decay_factor = T(1.0 - lr * weight_decay);
-    const bool decay = weight_decay != 0;
+    const LionRule<T> rule(lr, beta1, beta2, weight_decay);
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
       const T g = maximize ? -load(grad[i]) : load(grad[i]);
-      const T m_old = load(m[i]);
-      T param = load(p[i]);
-      if (decay) param = param * decay_factor;
-      const T c = std::fma(g, weight1, m_old * b1);
-      const T sign = T(T(0) < c) - T(c < T(0));
-      store(p[i], param + neg_lr * sign);
-      store(m[i], std::fma(g, weight2, m_old * b2));
+      T average = load(m[i]);
+      store(p[i], rule.step(load(p[i]), g, average, true));
+      store(m[i], average);
     }
   }
 };
