@@ -13,9 +13,10 @@ weights and state, move 28 B per element and are compared with twice that).
 torch runs when installed (fused=True, the
 same 16-bit tensors, torch.set_num_threads to match).
 
-8-bit state (numoptim.Adam8bit on float32 parameters: p read and written, g read, one
-byte each of m and v read and written: 16 B per element, 8/7 of the 14 B roofline) is
-compared with numoptim's float32 Adam and with bitsandbytes' CPU Adam8bit when installed.
+8-bit state on float32 parameters (p read and written, g read, one byte per element of
+each state read and written): Adam8bit 16 B per element (8/7 of the 14 B roofline),
+Lion8bit 14 B and AdEMAMix8bit 18 B. Adam8bit is compared with numoptim's float32 Adam,
+and each with bitsandbytes' CPU optimizer of the same name when installed.
 DeepSpeed's DeepSpeedCPUAdam runs when deepspeed is installed (its op is built on first
 use, a few minutes): on float32, and on bfloat16 parameters with its float32 state.
 `--only bfloat16 torch` runs the roofline and the contestants whose names hold a word.
@@ -50,20 +51,22 @@ if contestant == "roofline":
     numoptim.set_num_threads(threads)
     arrays = [rng.standard_normal(n // 2).astype(np.float32) for _ in range(4)]
     print(timed(lambda: numoptim._core.bench_stream(arrays)))
-elif contestant == "numoptim adam8bit":
-    import numoptim
-    numoptim.set_num_threads(threads)
-    p = numoptim.Parameter(rng.standard_normal(n).astype(np.float32))
-    p.grad = (rng.standard_normal(n) * 1e-2).astype(np.float32)
-    optimizer = numoptim.Adam8bit([p], lr=1e-4)
-    print(timed(optimizer.step))
-elif contestant == "bitsandbytes adam8bit":
-    import torch, bitsandbytes
-    torch.set_num_threads(threads)
-    p = torch.nn.Parameter(torch.randn(n))
-    p.grad = torch.randn(n) * 1e-2
-    optimizer = bitsandbytes.optim.Adam8bit([p], lr=1e-4)
-    print(timed(optimizer.step, repeat=5))
+elif contestant.endswith("8bit"):  # "numoptim Adam8bit", "bitsandbytes Lion8bit", ...
+    library, name = contestant.split()
+    if library == "numoptim":
+        import numoptim
+        numoptim.set_num_threads(threads)
+        p = numoptim.Parameter(rng.standard_normal(n).astype(np.float32))
+        p.grad = (rng.standard_normal(n) * 1e-2).astype(np.float32)
+        optimizer = getattr(numoptim, name)([p], lr=1e-4)
+        print(timed(optimizer.step))
+    else:
+        import torch, bitsandbytes
+        torch.set_num_threads(threads)
+        p = torch.nn.Parameter(torch.randn(n))
+        p.grad = torch.randn(n) * 1e-2
+        optimizer = getattr(bitsandbytes.optim, name)([p], lr=1e-4)
+        print(timed(optimizer.step, repeat=5))
 elif contestant.startswith("deepspeed"):
     import torch
     from deepspeed.ops.adam import DeepSpeedCPUAdam  # builds its op on first use
@@ -94,6 +97,10 @@ else:
 """
 
 
+# The 8-bit optimizers: bytes per element on float32 parameters.
+EIGHT_BIT = {"Adam8bit": 16, "Lion8bit": 14, "AdEMAMix8bit": 18}
+
+
 def run(contestant: str, n: int, threads: int) -> float:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps([n, threads, contestant])],
@@ -119,7 +126,7 @@ def main() -> None:
         "numoptim float16",
         "numoptim float32",
         "numoptim bfloat16 master",
-        "numoptim adam8bit",
+        *(f"numoptim {name}" for name in EIGHT_BIT),
     ]
     try:
         import torch  # noqa: F401
@@ -127,7 +134,7 @@ def main() -> None:
         contestants += ["torch fused bfloat16", "torch fused float16"]
         import bitsandbytes  # noqa: F401
 
-        contestants += ["bitsandbytes adam8bit"]
+        contestants += [f"bitsandbytes {name}" for name in EIGHT_BIT]
     except ImportError:
         pass
     try:
@@ -150,7 +157,8 @@ def main() -> None:
         scale = 2.0 if contestant.endswith(("float32", "master")) else 1.0
         # DeepSpeed's bfloat16 step: bf16 p and g, fp32 m and v (22 B per element).
         scale = 22 / 14 if contestant == "deepspeed cpu_adam bfloat16" else scale
-        scale = 16 / 14 if contestant.endswith("adam8bit") else scale
+        name = contestant.split()[-1]
+        scale = EIGHT_BIT[name] / 14 if name in EIGHT_BIT else scale
         ratio = statistics.median(x / (scale * r) for x, r in zip(t, times["roofline"]))
         print(
             f"{contestant:22} {statistics.median(t):8.2f} ms [{min(t):.2f}-{max(t):.2f}] "
@@ -166,16 +174,15 @@ def main() -> None:
                 f"target <= 1.00) {verdict}"
             )
     fp32 = times.get("numoptim float32")
-    for contestant in ("numoptim adam8bit", "bitsandbytes adam8bit"):
+    for contestant in ("numoptim Adam8bit", "bitsandbytes Adam8bit"):
         if contestant in times and fp32:
             ratio = statistics.median(a / b for a, b in zip(times[contestant], fp32))
             print(f"{contestant} / numoptim float32 Adam: x{ratio:.2f} (median per round)")
-    if "bitsandbytes adam8bit" in times and "numoptim adam8bit" in times:
-        ratio = statistics.median(
-            b / a for a, b in zip(times["numoptim adam8bit"], times["bitsandbytes adam8bit"])
-        )
-        print(f"numoptim adam8bit is x{ratio:.1f} faster than bitsandbytes adam8bit")
-
+    for name in EIGHT_BIT:
+        ours, theirs = times.get(f"numoptim {name}"), times.get(f"bitsandbytes {name}")
+        if ours and theirs:
+            ratio = statistics.median(b / a for a, b in zip(ours, theirs))
+            print(f"numoptim {name} is x{ratio:.1f} faster than bitsandbytes {name}")
 
 if __name__ == "__main__":
     main()

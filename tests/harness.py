@@ -411,14 +411,20 @@ def run_case(
     steps: int = STEPS,
     none_grads=None,
     seed: int = 0,
+    inputs_dtype=None,
 ):
     """Runs `steps` steps of optimizer `name` and returns (optimizer, params by group).
 
     `seed` shifts every input; 0 gives the inputs the golden fixtures were made from.
+    `inputs_dtype`: the inputs are made in it, then converted to `dtype` (a float64 run
+    on a float32 run's inputs, exactly).
     """
     sizes_by_group = sizes_by_group or GROUP_SIZES
     none_grads = NONE_GRAD_STEPS if none_grads is None else none_grads
-    values = initial_values(sizes_by_group, dtype, seed)
+    made_in = inputs_dtype or dtype
+    values = [
+        [v.astype(dtype) for v in group] for group in initial_values(sizes_by_group, made_in, seed)
+    ]
     params = [
         [backend.parameter(v, (g, i) == MISALIGNED) for i, v in enumerate(group)]
         for g, group in enumerate(values)
@@ -431,7 +437,9 @@ def run_case(
         for g, group in enumerate(params):
             for i, p in enumerate(group):
                 skip = none_grads.get(step) == (g, i)
-                grad = None if skip else gradient(step, g, i, p.shape[0], dtype, seed)
+                grad = (
+                    None if skip else gradient(step, g, i, p.shape[0], made_in, seed).astype(dtype)
+                )
                 backend.set_grad(p, grad)
         opt.step()
     return opt, params
