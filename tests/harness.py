@@ -325,6 +325,19 @@ def timm_oracle(module: str, attribute: str):
     return adapter
 
 
+def tensors_to_numpy(value):
+    """A torch state dict (or part of one) with every tensor as a NumPy array (a copy)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().numpy().copy()
+    if isinstance(value, dict):
+        return {k: tensors_to_numpy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [tensors_to_numpy(v) for v in value]
+    return value
+
+
 def prodigy_oracle(torch):
     """prodigyopt's Prodigy, with maximize added, whose state dicts hold every p0 at the
     parameter's size: prodigyopt keeps a 0-d zero as the p0 of an all-zero parameter

@@ -413,26 +413,40 @@ def test_a_bad_group_leaves_every_group_unwritten():
 # ------------------------------------------------------------------ checkpoints
 
 
-def test_state_dict_is_nested_as_bitsandbytes_and_resume_is_bit_exact(tmp_path):
+# The three 8-bit optimizers: their kwargs here and their state streams.
+CHECKPOINT_CASES = [
+    (AdamW8bit, {"lr": 1e-3}, ("state1", "state2")),
+    (numoptim.Lion8bit, {"lr": 1e-2}, ("state1",)),
+    (numoptim.AdEMAMix8bit, {"lr": 1e-2, "t_alpha": 4}, ("state1", "state2")),
+]
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,streams", CHECKPOINT_CASES, ids=[c[0].__name__ for c in CHECKPOINT_CASES]
+)
+def test_state_dict_is_nested_as_bitsandbytes_and_resume_is_bit_exact(
+    cls, kwargs, streams, tmp_path
+):
     rng = np.random.default_rng(4)
     start = [rng.standard_normal(s).astype(np.float32) for s in (6000, 33)]
     grads = [[rng.standard_normal(x.shape).astype(np.float32) for x in start] for _ in range(6)]
 
     straight = [Parameter(x.copy()) for x in start]
-    run(AdamW8bit, straight, grads)
+    run(cls, straight, grads, **kwargs)
 
     first = [Parameter(x.copy()) for x in start]
-    opt = run(AdamW8bit, first, grads[:3], lr=1e-3)
+    opt = run(cls, first, grads[:3], **kwargs)
     sd = opt.state_dict()
     quant = sd["state"][0]["__bnb_optimizer_quant_state__"]
-    assert set(quant) == {"state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2"}
+    numbers = {name[-1] for name in streams}
+    assert set(quant) == {f"{key}{k}" for k in numbers for key in ("state", "qmap", "absmax")}
     assert set(sd["state"][0]) == {"step", "__bnb_optimizer_quant_state__"}
-    assert set(sd["state"][1]["__bnb_optimizer_quant_state__"]) == {"state1", "state2"}
+    assert set(sd["state"][1]["__bnb_optimizer_quant_state__"]) == set(streams)
     assert "state1" in opt.state[first[0]]  # the live state is not nested
     numoptim.save(sd, tmp_path / "ckpt")
 
     resumed = [Parameter(np.array(p)) for p in first]
-    opt2 = AdamW8bit(resumed)
+    opt2 = cls(resumed, **kwargs)
     opt2.load_state_dict(numoptim.load(tmp_path / "ckpt"))
     assert opt2.state[resumed[0]]["step"] == 3
     assert opt2.state[resumed[0]]["state1"].dtype == np.uint8

@@ -12,7 +12,13 @@ import re
 import numpy as np
 import pytest
 from conftest import assert_close, assert_close_or_closer
-from harness import NumpyBackend, TorchBackend, reference_available, run_case
+from harness import (
+    NumpyBackend,
+    TorchBackend,
+    reference_available,
+    run_case,
+    tensors_to_numpy,
+)
 from registry import COMPLEX, COMPLEX_DTYPES, OPTIMIZERS, REDUCED_GROUP_KEYS, all_cases
 
 pytestmark = pytest.mark.torch
@@ -167,19 +173,10 @@ def test_torch_state_dict_loads_into_numoptim(name, dtype):
     opt_t, params_t = run_case(TorchBackend(), name, kwargs, dtype, steps=3, none_grads={})
     opt_n, params_n = run_case(NumpyBackend(), name, kwargs, dtype, steps=0)
 
-    def to_numpy(value):
-        if isinstance(value, torch.Tensor):
-            return value.detach().numpy().copy()
-        if isinstance(value, dict):
-            return {k: to_numpy(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [to_numpy(v) for v in value]
-        return value
-
     for group_t, group_n in zip(params_t, params_n):
         for p_t, p_n in zip(group_t, group_n):
             p_n[...] = p_t.detach().numpy()
-    opt_n.load_state_dict(to_numpy(opt_t.state_dict()))
+    opt_n.load_state_dict(tensors_to_numpy(opt_t.state_dict()))
     step_both_alike(opt_t, params_t, opt_n, params_n, dtype)
 
 

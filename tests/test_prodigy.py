@@ -125,15 +125,7 @@ def test_zero_redundancy_optimizer_refuses_prodigy():
 def test_a_prodigyopt_state_dict_with_a_0d_p0_loads_and_resumes():
     cls = prodigyopt()
     import torch
-
-    def to_numpy(value):
-        if isinstance(value, torch.Tensor):
-            return value.detach().numpy().copy()
-        if isinstance(value, dict):
-            return {k: to_numpy(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [to_numpy(v) for v in value]
-        return value
+    from harness import tensors_to_numpy
 
     rng = np.random.default_rng(5)
     start = start_values(rng, "float64")
@@ -146,7 +138,7 @@ def test_a_prodigyopt_state_dict_with_a_0d_p0_loads_and_resumes():
     assert ref.state[theirs[-1]]["p0"].ndim == 0
     ours = [Parameter(t.detach().numpy().copy()) for t in theirs]
     opt = numoptim.Prodigy(ours, weight_decay=0.01)
-    opt.load_state_dict(to_numpy(ref.state_dict()))
+    opt.load_state_dict(tensors_to_numpy(ref.state_dict()))
     for _ in range(3):
         for p, t in zip(ours, theirs):
             g = rng.standard_normal(p.shape)
