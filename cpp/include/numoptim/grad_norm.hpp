@@ -46,27 +46,19 @@ inline T minimum(T a, T b) {
   return ((a < b) | (a != a)) ? a : b;
 }
 
-// Folds the values of elements 0 .. n-1 into K rows of kNormLanes lanes: value(i, v)
-// gives element i's K values, and row j's lane i % kNormLanes takes v[j] with op, in
-// element order. A longer run may be folded in pieces whose lengths, all but the last,
-// are multiples of kNormLanes: the lanes then see the same values in the same order.
-template <std::size_t K, class Value, class Op>
-inline void fold_lanes(double (*lanes)[kNormLanes], std::size_t n, const Value& value,
-                       const Op& op) {
+// Folds the values of elements 0 .. n-1 into kNormLanes lanes: value(i) gives element
+// i's value, and lane i % kNormLanes takes it with op, in element order. A longer run may
+// be folded in pieces whose lengths, all but the last, are multiples of kNormLanes: the
+// lanes then see the same values in the same order. One row at a time: GCC 12 leaves a
+// fold of several rows at once scalar.
+template <class Value, class Op>
+inline void fold_lanes(double* lanes, std::size_t n, const Value& value, const Op& op) {
   const std::size_t whole = n / kNormLanes * kNormLanes;
   for (std::size_t i = 0; i < whole; i += kNormLanes) {
 #pragma omp simd
-    for (std::size_t k = 0; k < kNormLanes; ++k) {
-      double v[K];
-      value(i + k, v);
-      for (std::size_t j = 0; j < K; ++j) lanes[j][k] = op(lanes[j][k], v[j]);
-    }
+    for (std::size_t k = 0; k < kNormLanes; ++k) lanes[k] = op(lanes[k], value(i + k));
   }
-  for (std::size_t k = 0; whole + k < n; ++k) {
-    double v[K];
-    value(whole + k, v);
-    for (std::size_t j = 0; j < K; ++j) lanes[j][k] = op(lanes[j][k], v[j]);
-  }
+  for (std::size_t k = 0; whole + k < n; ++k) lanes[k] = op(lanes[k], value(whole + k));
 }
 
 // Combines each row of lanes in a fixed pairwise tree with op, into out[j].
@@ -86,13 +78,13 @@ template <NormKind Kind, class S>
 double reduce_block(const S* x, std::size_t n, double p) {
   double lanes[1][kNormLanes];
   for (double& lane : lanes[0]) lane = Kind == NormKind::min ? INFINITY : 0.0;
-  auto term = [&](std::size_t i, double* v) {
+  auto term = [&](std::size_t i) {
     const double value = double(load(x[i]));
     const double a = std::fabs(value);
-    if constexpr (Kind == NormKind::two) v[0] = a * a;
-    if constexpr (Kind == NormKind::one || Kind == NormKind::max || Kind == NormKind::min) v[0] = a;
-    if constexpr (Kind == NormKind::power) v[0] = std::pow(a, p);
-    if constexpr (Kind == NormKind::count) v[0] = value != 0 ? 1.0 : 0.0;
+    if constexpr (Kind == NormKind::two) return a * a;
+    else if constexpr (Kind == NormKind::power) return std::pow(a, p);
+    else if constexpr (Kind == NormKind::count) return value != 0 ? 1.0 : 0.0;
+    else return a;  // one, max, min
   };
   auto op = [](double a, double b) {
     if constexpr (Kind == NormKind::max) return maximum(a, b);
@@ -100,7 +92,7 @@ double reduce_block(const S* x, std::size_t n, double p) {
     else return a + b;
   };
   double out;
-  fold_lanes<1>(lanes, n, term, op);
+  fold_lanes(lanes[0], n, term, op);
   combine_lanes<1>(lanes, op, &out);
   return out;
 }
