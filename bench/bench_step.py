@@ -27,7 +27,7 @@ its turn), only to compare. The methods:
                state: run once per layout, it tells a step slowed by where its arrays
                live (the same slowdown here) from one slowed by the step.
   numoptim     optimizer.step() (gradients set once; only the step is timed).
-  native       the optimizer's native call alone, with the arguments its Python layer
+  native       the optimizer's native calls alone, with the arguments its Python layer
                passed in one recorded step: numoptim/native is the Python layer's cost.
   numpy        the same update written with NumPy ufuncs and out= (what a NumPy user
                would write), single-threaded as NumPy is.
@@ -518,12 +518,17 @@ def numoptim_step(case, params, grads):
 
 
 def native_step(case, params, grads):
-    """The optimizer's native call alone, with the arguments its Python layer passes
-    (recorded from one step): numoptim's time over this one is the cost of the Python
-    layer (step(), its hooks and the argument marshalling)."""
+    """The optimizer's native calls alone, in order, with the arguments its Python layer
+    passed in one recorded step (a deferred write, run): numoptim's time over this one is
+    the cost of the Python layer (step(), its hooks, the argument marshalling, and what
+    it computes between native calls: Lamb's clipping factor, Prodigy's d)."""
     step = numoptim_step(case, params, grads)
     calls = []
-    originals = {name: getattr(_core, name) for name in dir(_core) if name.endswith("_step")}
+    originals = {
+        name: function
+        for name, function in vars(_core).items()
+        if callable(function) and not isinstance(function, type) and not name.startswith("_")
+    }
 
     def recorder(name):
         def record(*args):
@@ -539,10 +544,16 @@ def native_step(case, params, grads):
     finally:
         for name, function in originals.items():
             setattr(_core, name, function)
-    if len(calls) != 1:  # a Python-level optimizer, or several groups
+    if not calls:  # a Python-level optimizer
         return None
-    function, args = calls[0]
-    return lambda: function(*args)
+
+    def replay():
+        for function, args in calls:
+            result = function(*args)
+            if callable(result):  # a deferred write (defer=True)
+                result()
+
+    return replay
 
 
 def numpy_step(case, params, grads):
