@@ -184,5 +184,6 @@ def main() -> None:
             ratio = statistics.median(b / a for a, b in zip(ours, theirs))
             print(f"numoptim {name} is x{ratio:.1f} faster than bitsandbytes {name}")
 
+
 if __name__ == "__main__":
     main()
