@@ -190,11 +190,13 @@ struct Gathered {
   std::vector<bool> fresh;
 };
 
+// The tensors of storage T among entries [first, last).
 template <class T, std::size_t N>
-Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layout) {
+Gathered<T, N> gather(const Entry* first, const Entry* last, const StateLayout& layout) {
   static_assert(N >= 2 && N <= 8, "a rule has a param, a grad and up to 6 state buffers");
   Gathered<T, N> out;
-  for (const Entry& e : entries) {
+  for (; first != last; ++first) {
+    const Entry& e = *first;
     if (e.storage != storage_of<T>) continue;
     std::array<T*, N> b{};
     b[0] = data_of<T>(e.param);
@@ -210,6 +212,20 @@ Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layo
   }
   return out;
 }
+
+template <class T, std::size_t N>
+Gathered<T, N> gather(const std::vector<Entry>& entries, const StateLayout& layout) {
+  return gather<T, N>(entries.data(), entries.data() + entries.size(), layout);
+}
+
+// Whether a rule steps complex tensors with other arithmetic than real ones: it then has
+// a member `bool complex`, set for its complex tensors (RMSprop: torch adds the weight
+// decay to a complex gradient before viewing it as reals, and complex arithmetic does
+// not fuse the multiply-add that the real one does).
+template <class Rule, class = void>
+struct HasComplexVariant : std::false_type {};
+template <class Rule>
+struct HasComplexVariant<Rule, std::void_t<decltype(Rule::complex)>> : std::true_type {};
 
 // Merges each run of tensors that continue one another in memory (every buffer of a
 // tensor starts where the previous tensor's ends) and have bit-identical step constants
@@ -312,10 +328,23 @@ void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout&
   auto run = [&](auto zero) {
     using T = decltype(zero);
     constexpr std::size_t N = Rule<float>::num_buffers;
-    if constexpr (std::is_same_v<T, float16>)  // through the float32 rule (widened.hpp)
+    if constexpr (std::is_same_v<T, float16>) {  // through the float32 rule (widened.hpp)
       execute(Widened<Rule<float>, T>{make_rule(float{}), isa}, gather<T, N>(entries, layout));
-    else
+    } else if constexpr (HasComplexVariant<Rule<T>>::value) {
+      // Each run of consecutive real or complex tensors with its variant of the rule, in
+      // the group's order (tensors that share memory are stepped in that order).
+      const Entry* const end = entries.data() + entries.size();
+      for (const Entry* first = entries.data(); first != end;) {
+        const Entry* last = first;
+        while (last != end && last->complex == first->complex) ++last;
+        Rule<T> rule = make_rule(zero);
+        rule.complex = first->complex;
+        execute(rule, gather<T, N>(first, last, layout));
+        first = last;
+      }
+    } else {
       execute(make_rule(zero), gather<T, N>(entries, layout));
+    }
   };
   auto run_master = [&](auto zero) {
     run_master_weights<Rule<float>, decltype(zero)>(make_rule(float{}), entries, layout, threads,

@@ -15,7 +15,11 @@
 // variance v - g_avg^2 cancels badly, and only the same single rounding keeps float32
 // within a few ulps of torch there. fma is correctly rounded on every target (an
 // instruction on AVX2/AVX-512, a libm call on the baseline), so results stay
-// identical across SIMD levels.
+// identical across SIMD levels. The exception is a complex parameter's weight decay:
+// torch adds it to the complex gradient before viewing both as reals, and complex
+// arithmetic rounds the product wd * p before the addition (`complex`, set by the driver
+// for those tensors). Where the gradient nearly cancels the decay, that rounding decides
+// the first steps.
 #pragma once
 
 #include <cmath>
@@ -38,6 +42,7 @@ struct RMSprop {
 
   double lr, alpha, eps, weight_decay, momentum;
   bool centered, maximize;
+  bool complex = false;  // the tensors are complex ones, viewed as reals (see above)
 
   struct Scalars {};
   Scalars prepare(float* const* scalar_state, bool /*fresh*/) const {
@@ -68,10 +73,11 @@ struct RMSprop {
     const T wd = T(weight_decay), a = T(alpha), one_minus_a = T(1.0 - alpha);
     const T epsilon = T(eps), mom = T(momentum), neg_lr = T(-lr);
     const bool small_weight = std::abs(1.0 - alpha) < 0.5, decay = weight_decay != 0;
+    const bool fused_decay = !complex;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) {
       T g = maximize ? -load(grad[i]) : load(grad[i]);
-      if (decay) g = std::fma(wd, load(p[i]), g);
+      if (decay) g = fused_decay ? std::fma(wd, load(p[i]), g) : g + wd * load(p[i]);
       const T v_new = std::fma(one_minus_a * g, g, load(v[i]) * a);
       store(v[i], v_new);
       T avg;
