@@ -53,7 +53,7 @@ EXACT = {np.dtype(np.float32): np.float64, np.dtype(np.complex64): np.complex128
 @pytest.mark.parametrize("case_id,name,kwargs,dtype", DTYPE_CASES)
 def test_live_parity_on_fresh_inputs(case_id, name, kwargs, dtype):
     skip_without_reference(name)
-    context = f"seed={SEED} sizes={SIZES}"
+    context = f"seed={SEED} sizes={SIZES} (NUMOPTIM_TEST_SEED={SEED} replays it)"
     try:
         opt_t, params_t = run_case(
             TorchBackend(), name, kwargs, dtype, sizes_by_group=SIZES, seed=SEED
