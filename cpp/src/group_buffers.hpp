@@ -122,7 +122,8 @@ Storage storage_of_array(const py::array& a);
 // The real storage under a complex64 (float32) or complex128 (float64) array, or
 // Storage::none for any other dtype. The rules step a complex tensor of n elements as
 // the 2n reals of its memory (re, im, re, ...), as torch.optim does through
-// torch.view_as_real: no rule knows about complex numbers.
+// torch.view_as_real. A rule knows about complex numbers only where torch computes on
+// the complex tensor before that view with other roundings (HasComplexVariant below).
 Storage complex_storage_of_array(const py::array& a);
 
 // Whether a parameter of this storage steps on a float32 master copy under `layout`.
