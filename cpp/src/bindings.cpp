@@ -39,6 +39,7 @@
 #include "numoptim/sgd.hpp"
 #include "numoptim/sparse_adam.hpp"
 #include "numoptim/widened.hpp"
+#include "step_plan.hpp"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -889,6 +890,7 @@ PYBIND11_MODULE(_core, m) {
              write();
            })
       .def_readonly("sparse_grads", &PreparedStep::sparse_grads);
+  numoptim::binding::bind_plan_cache(m);
 
   // Every step takes `defer` last: false writes at once and returns None; true returns
   // the checked PreparedStep unwritten.

@@ -302,6 +302,13 @@ class GradReader {
 
 }  // namespace
 
+PyTypeObject* plain_parameter_type() {
+  const ParameterType& parameter = parameter_type();
+  const bool own = parameter.grad_property != nullptr &&
+                   dict_item(parameter.type->tp_dict, key_object("grad")) == parameter.grad_property;
+  return own ? parameter.type : nullptr;
+}
+
 std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout,
                            std::vector<std::size_t>* sparse_grads) {
   const GradReader grad_of;

@@ -14,6 +14,7 @@
 #include <complex>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -159,6 +160,21 @@ T* data_of(const py::object& array) {
 // optimizers such as SGD that handle sparse gradients apart).
 std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout& layout,
                            std::vector<std::size_t>* sparse_grads = nullptr);
+
+// A group's checked entries, and whether its tensors share memory (shares_memory).
+struct Collected {
+  std::shared_ptr<std::vector<Entry>> entries;
+  bool serial;
+};
+
+// collect() and shares_memory(), or their results kept from an earlier step in a plan
+// that still holds (step_plan.hpp).
+Collected collect_planned(py::handle params, py::dict state, const StateLayout& layout,
+                          std::vector<std::size_t>* sparse_grads = nullptr);
+
+// numoptim.Parameter while its `grad` is the class's own property (which keeps the grad
+// in the instance's __dict__ under `_grad`), else null.
+PyTypeObject* plain_parameter_type();
 
 // The checks of `param.grad = grad` for a dense grad, with the messages the step gives
 // for "the assigned grad": dtype (TypeError), shape, layout and an overlap with the
@@ -470,9 +486,8 @@ template <template <class> class Rule, class MakeRule>
 py::object step_group(py::handle params, py::dict state, const StateLayout& layout,
                       const MakeRule& make_rule, bool defer, bool allow_sparse = false) {
   std::vector<std::size_t> sparse_grads;
-  std::vector<Entry> entries =
-      collect(params, state, layout, allow_sparse ? &sparse_grads : nullptr);
-  const bool serial = shares_memory(entries);
+  const Collected checked =
+      collect_planned(params, state, layout, allow_sparse ? &sparse_grads : nullptr);
   auto write = [](std::vector<Entry>& entries, py::dict state, const StateLayout& layout,
                   const MakeRule& make_rule, bool serial) {
     if constexpr (IsTwoPass<Rule<float>>::value)
@@ -481,12 +496,12 @@ py::object step_group(py::handle params, py::dict state, const StateLayout& layo
       write_group<Rule>(entries, state, layout, make_rule, serial);
   };
   if (!defer && sparse_grads.empty()) {
-    write(entries, state, layout, make_rule, serial);
+    write(*checked.entries, state, layout, make_rule, checked.serial);
     return py::none();
   }
   PreparedStep step;
-  step.write = [entries = std::move(entries), state, layout, make_rule, serial, write]() mutable {
-    write(entries, state, layout, make_rule, serial);
+  step.write = [checked, state, layout, make_rule, write] {
+    write(*checked.entries, state, layout, make_rule, checked.serial);
   };
   step.sparse_grads = std::move(sparse_grads);
   return py::cast(std::move(step));

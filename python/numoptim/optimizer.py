@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from ._hooks import RemovableHandle
 from .parameter import Parameter, is_bfloat16
 
@@ -118,6 +119,28 @@ def _float32_scalar(key: Any, value: Any) -> np.ndarray:
     return np.array(float(value), dtype=np.float32)  # TypeError for None, lists, ...
 
 
+class _State(defaultdict):
+    """``Optimizer.state``: a ``defaultdict(dict)`` that also keeps the native steps' plans.
+
+    A plan is a parameter group's checked arrays, kept from one step to the next while
+    nothing they were found in or checked against changes (``numoptim._core.PlanCache``;
+    cpp/src/step_plan.hpp): the step over many small tensors then looks nothing up.
+    Printed, pickled and copied as a plain ``defaultdict`` (without the plans).
+    """
+
+    __slots__ = ("_native_plans",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._native_plans = _core.PlanCache()
+
+    def __repr__(self) -> str:
+        return "defaultdict" + super().__repr__()[len(type(self).__name__) :]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return defaultdict, (self.default_factory,), None, None, iter(self.items())
+
+
 class Optimizer:
     """Base class of all optimizers, as ``torch.optim.Optimizer``.
 
@@ -150,7 +173,7 @@ class Optimizer:
                 "params argument given to the optimizer should be an iterable of "
                 "Tensors or dicts, but got " + _typename(params)
             )
-        self.state: defaultdict[Parameter, dict[str, Any]] = defaultdict(dict)
+        self.state: defaultdict[Parameter, dict[str, Any]] = _State(dict)
         self.param_groups: list[dict[str, Any]] = []
 
         param_groups = list(params)
@@ -171,6 +194,8 @@ class Optimizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if type(self.state) is not _State:  # a pickle's plain defaultdict, or a loaded state
+            self.state = _State(dict, self.state)
         for name in (
             "_optimizer_step_pre_hooks",
             "_optimizer_step_post_hooks",
@@ -342,7 +367,7 @@ class Optimizer:
         )
         # A 16-bit parameter with master weights keeps its state (and master) in float32.
         master = {k for g in saved_groups if g.get("master_weights") for k in g["params"]}
-        state: defaultdict[Any, dict[str, Any]] = defaultdict(dict)
+        state: defaultdict[Any, dict[str, Any]] = _State(dict)
         for k, v in state_dict["state"].items():
             if k in id_map:
                 param = id_map[k]
