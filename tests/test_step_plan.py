@@ -10,6 +10,7 @@ each case checks a plan that was in use when the change came.
 
 import copy
 import pickle
+import warnings
 from collections import defaultdict
 
 import numoptim
@@ -213,16 +214,24 @@ def read_only_parameter(opt, params):
     params[4].flags.writeable = False
 
 
+def set_in_place(array, **fields):
+    """Changes an array's shape or dtype in place (deprecated since NumPy 2.5, still done)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name, value in fields.items():
+            setattr(array, name, value)
+
+
 def reshaped_state(opt, params):
-    opt.state[params[1]]["exp_avg"].shape = (16, 16)
+    set_in_place(opt.state[params[1]]["exp_avg"], shape=(16, 16))
 
 
 def retyped_grad(opt, params):
-    params[1].grad.dtype = np.int32  # the same memory, seen as another dtype
+    set_in_place(params[1].grad, dtype=np.int32)  # the same memory, seen as another dtype
 
 
 def retyped_step(opt, params):
-    opt.state[params[0]]["step"].dtype = np.int32
+    set_in_place(opt.state[params[0]]["step"], dtype=np.int32)
 
 
 def wrong_state_dtype(opt, params):

@@ -165,6 +165,7 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
 struct Collected {
   std::shared_ptr<std::vector<Entry>> entries;
   bool serial;
+  bool complete = false;  // every entry has all its state: none to create
 };
 
 // collect() and shares_memory(), or their results kept from an earlier step in a plan
@@ -212,6 +213,11 @@ template <class T, std::size_t N>
 Gathered<T, N> gather(const Entry* first, const Entry* last, const StateLayout& layout) {
   static_assert(N >= 2 && N <= 8, "a rule has a param, a grad and up to 6 state buffers");
   Gathered<T, N> out;
+  const auto count = static_cast<std::size_t>(last - first);
+  out.tensors.buffers.reserve(count);
+  out.tensors.sizes.reserve(count);
+  out.scalar_state.reserve(count);
+  out.fresh.reserve(count);
   for (; first != last; ++first) {
     const Entry& e = *first;
     if (e.storage != storage_of<T>) continue;
@@ -329,10 +335,12 @@ void run_master_weights(const R& rule, const std::vector<Entry>& entries,
 // each storage type (16-bit ones with master weights through MasterWeights<Rule<float>>).
 // `make_rule` builds the rule for one compute type: make_rule(T{}) -> Rule<T>.
 template <template <class> class Rule, class MakeRule>
-void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout& layout,
-                 const MakeRule& make_rule, bool serial) {
+void write_group(const Collected& checked, py::dict state, const StateLayout& layout,
+                 const MakeRule& make_rule) {
+  std::vector<Entry>& entries = *checked.entries;
   if (entries.empty()) return;
-  create_state(entries, state, layout);
+  if (!checked.complete) create_state(entries, state, layout);
+  const bool serial = checked.serial;
   const int threads = serial ? 1 : num_threads();
   const Isa isa = active_isa();
   auto execute = [&](const auto& rule, auto g) {
@@ -382,10 +390,12 @@ void write_group(std::vector<Entry>& entries, py::dict state, const StateLayout&
 // update. float16 runs the rule's own loop (no Widened blocks), and tensors that share
 // memory are stepped one after the other, each with both its passes, as torch's for-loop.
 template <template <class> class Rule, class MakeRule>
-void write_group_two_pass(std::vector<Entry>& entries, py::dict state, const StateLayout& layout,
-                          const MakeRule& make_rule, bool serial) {
+void write_group_two_pass(const Collected& checked, py::dict state, const StateLayout& layout,
+                          const MakeRule& make_rule) {
+  std::vector<Entry>& entries = *checked.entries;
   if (entries.empty()) return;
-  create_state(entries, state, layout);
+  if (!checked.complete) create_state(entries, state, layout);
+  const bool serial = checked.serial;
   const int threads = serial ? 1 : num_threads();
   const Isa isa = active_isa();
   auto execute = [&](const auto& rule, auto& g, const auto& via) {
@@ -488,20 +498,20 @@ py::object step_group(py::handle params, py::dict state, const StateLayout& layo
   std::vector<std::size_t> sparse_grads;
   const Collected checked =
       collect_planned(params, state, layout, allow_sparse ? &sparse_grads : nullptr);
-  auto write = [](std::vector<Entry>& entries, py::dict state, const StateLayout& layout,
-                  const MakeRule& make_rule, bool serial) {
+  auto write = [](const Collected& checked, py::dict state, const StateLayout& layout,
+                  const MakeRule& make_rule) {
     if constexpr (IsTwoPass<Rule<float>>::value)
-      write_group_two_pass<Rule>(entries, state, layout, make_rule, serial);
+      write_group_two_pass<Rule>(checked, state, layout, make_rule);
     else
-      write_group<Rule>(entries, state, layout, make_rule, serial);
+      write_group<Rule>(checked, state, layout, make_rule);
   };
   if (!defer && sparse_grads.empty()) {
-    write(*checked.entries, state, layout, make_rule, checked.serial);
+    write(checked, state, layout, make_rule);
     return py::none();
   }
   PreparedStep step;
   step.write = [checked, state, layout, make_rule, write] {
-    write(*checked.entries, state, layout, make_rule, checked.serial);
+    write(checked, state, layout, make_rule);
   };
   step.sparse_grads = std::move(sparse_grads);
   return py::cast(std::move(step));

@@ -103,8 +103,12 @@ struct StepPlan {
     PyObject** const listed = PySequence_Fast_ITEMS(group_params.ptr());
     for (std::size_t i = 0; i < n; ++i)
       if (listed[i] != items[i].ptr() || Py_TYPE(listed[i]) != parameter) return false;
-    for (std::size_t d = 0; d < dicts.size(); ++d)
+    // The objects are all over the heap: each is fetched a few iterations ahead.
+    constexpr std::size_t kAhead = 8;
+    for (std::size_t d = 0; d < dicts.size(); ++d) {
+      if (d + kAhead < dicts.size()) __builtin_prefetch(dicts[d + kAhead].ptr());
       if (dict_version(dicts[d].ptr()) != versions[d]) return false;
+    }
     // An item's __dict__ may have been replaced (p.__dict__ = {...}) rather than changed.
     const std::size_t first_item_dict = dicts.size() - n;
     for (std::size_t i = 0; i < n; ++i)
@@ -112,8 +116,12 @@ struct StepPlan {
     const std::intptr_t* at = fields.data();
     const std::intptr_t* const end = at + fields.size();
     bool same = true;
-    for (const Entry& e : *collected.entries)
-      for_each_array(e, [&](PyObject* a) { same = same && same_fields(at, end, a); });
+    const std::vector<Entry>& entries = *collected.entries;
+    for (std::size_t k = 0; k < entries.size() && same; ++k) {
+      if (k + kAhead < entries.size())
+        for_each_array(entries[k + kAhead], [](PyObject* a) { __builtin_prefetch(a); });
+      for_each_array(entries[k], [&](PyObject* a) { same = same && same_fields(at, end, a); });
+    }
     return same && at == end;
   }
 };
@@ -156,6 +164,7 @@ StepPlan record(py::handle params, py::dict state, const StateLayout& layout,
   for (const Entry& e : *collected.entries)
     for_each_array(e, [&](PyObject* a) { add_fields(plan.fields, a); });
   plan.collected = std::move(collected);
+  plan.collected.complete = true;  // plannable(): every entry's state was found
   return plan;
 }
 
