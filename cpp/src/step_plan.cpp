@@ -118,8 +118,12 @@ struct StepPlan {
     bool same = true;
     const std::vector<Entry>& entries = *collected.entries;
     for (std::size_t k = 0; k < entries.size() && same; ++k) {
-      if (k + kAhead < entries.size())
-        for_each_array(entries[k + kAhead], [](PyObject* a) { __builtin_prefetch(a); });
+      if (k + 2 * kAhead < entries.size())
+        for_each_array(entries[k + 2 * kAhead], [](PyObject* a) { __builtin_prefetch(a); });
+      if (k + kAhead < entries.size())  // the shapes, once the arrays have arrived
+        for_each_array(entries[k + kAhead], [](PyObject* a) {
+          __builtin_prefetch(py::detail::array_proxy(a)->dimensions);
+        });
       for_each_array(entries[k], [&](PyObject* a) { same = same && same_fields(at, end, a); });
     }
     return same && at == end;
