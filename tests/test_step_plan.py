@@ -153,6 +153,15 @@ def replace_instance_dict(opt, params):
     params[1].__dict__ = {"_grad": np.full(params[1].shape, -1.0, np.float32)}
 
 
+def grads_share_memory(opt, params):
+    params[4].grad = params[1].grad[:40]  # two grads on the same bytes: allowed
+
+
+def grad_is_another_parameters_memory(opt, params):
+    # The step then runs tensor after tensor (shares_memory), as torch's for-loop.
+    params[4].grad = np.asarray(params[1])[:40]
+
+
 def hyperparameters(opt, params):
     opt.param_groups[0]["lr"] = 0.5
     opt.param_groups[0]["betas"] = (0.5, 0.6)
@@ -185,6 +194,8 @@ CHANGES = [
     append_parameter,
     new_params_list,
     replace_instance_dict,
+    grads_share_memory,
+    grad_is_another_parameters_memory,
     hyperparameters,
     amsgrad_on,
     load_state_dict,
@@ -246,7 +257,19 @@ def grad_of_other_shape(opt, params):
     params[0].__dict__["_grad"] = np.zeros(3, np.float32)  # past the setter's checks
 
 
+def grad_not_an_array(opt, params):
+    params[2].__dict__["_grad"] = [0.5]
+
+
+def sparse_grad(opt, params):
+    params[1].grad = numoptim.RowSparseGrad(
+        np.array([0, 3]), np.ones(2, np.float32), params[1].shape
+    )
+
+
 ERRORS = [
+    grad_not_an_array,
+    sparse_grad,
     read_only_state,
     read_only_parameter,
     reshaped_state,
@@ -265,7 +288,7 @@ def test_a_planned_step_raises_as_an_unplanned_one(change, flat):
     errors = []
     for opt, params in (a, b):
         change(opt, params)
-        with pytest.raises((TypeError, ValueError)) as error:
+        with pytest.raises((TypeError, ValueError, RuntimeError)) as error:
             opt.step()
         errors.append((error.type, str(error.value)))
     assert errors[0] == errors[1]
@@ -275,12 +298,33 @@ def test_a_planned_step_raises_as_an_unplanned_one(change, flat):
 @pytest.mark.parametrize("flat", [True, False], ids=["flat", "ordinary"])
 def test_fresh_gradient_arrays_every_step(flat):
     a, b = twins(flat)
+    served = a[0].state._native_plans.hits
     for s in range(12):
         rng = np.random.default_rng(s)
         grads = [rng.standard_normal(p.shape).astype(np.float32) for p in a[1]]
         for opt, params in (a, b):
             for p, g in zip(params, grads):
                 p.grad = g.copy()
+            opt.step()
+        assert_same(a, b)
+    # New gradients are checked and put in the plan; the rest of it still serves.
+    assert a[0].state._native_plans.hits == served + 12
+
+
+@pytest.mark.parametrize("flat", [True, False], ids=["flat", "ordinary"])
+def test_parameters_losing_and_gaining_gradients(flat):
+    a, b = twins(flat)
+    kept = {}
+    for s in range(8):
+        for opt, params in (a, b):
+            for i in (s % 5, (s + 2) % 5):
+                p = params[i]
+                if p.grad is not None:
+                    kept[id(p)] = p.grad
+                    p.grad = None
+                else:
+                    p.grad = kept[id(p)]
+            set_grads(params, 20 + s)
             opt.step()
         assert_same(a, b)
 

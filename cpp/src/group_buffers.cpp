@@ -251,11 +251,6 @@ bool is_row_sparse(py::handle grad) {
 
 namespace {
 
-// numoptim.Parameter, and its `grad` property as the class defines it.
-struct ParameterType {
-  PyTypeObject* type;
-  PyObject* grad_property;
-};
 
 const ParameterType& parameter_type() {
   // Made once and never freed, as key_object()'s strings.
@@ -269,38 +264,45 @@ const ParameterType& parameter_type() {
   return parameter;
 }
 
-// Reads parameters' `grad`. A numoptim.Parameter keeps it in its `_grad` attribute, and
-// while the class's `grad` is still its own property (an attrgetter of `_grad`), the
-// reader takes `_grad` from the instance's __dict__: going through the property was two
-// attribute lookups and a call per parameter, a tenth of a flat 500-tensor step. Any
-// other object (a subclass, a patched class) goes through getattr.
-class GradReader {
- public:
-  GradReader()
-      : parameter_(parameter_type()),
-        grad_(key_object("grad")),
-        stored_(key_object("_grad")),
-        fast_(parameter_.grad_property != nullptr &&
-              dict_item(parameter_.type->tp_dict, grad_) == parameter_.grad_property) {}
-
-  py::object operator()(py::handle p) const {
-    if (fast_ && Py_TYPE(p.ptr()) == parameter_.type) {
-      PyObject* dict = PyObject_GenericGetDict(p.ptr(), nullptr);
-      if (dict == nullptr) throw py::error_already_set();
-      const py::object owner = py::reinterpret_steal<py::object>(dict);
-      if (PyObject* grad = dict_item(dict, stored_)) return py::reinterpret_borrow<py::object>(grad);
-    }
-    return py::getattr(p, grad_, py::none());
-  }
-
- private:
-  const ParameterType& parameter_;
-  PyObject* grad_;    // "grad"
-  PyObject* stored_;  // "_grad"
-  bool fast_;
-};
-
 }  // namespace
+
+void check_grad(py::handle grad_obj, const py::array& param, std::size_t i, std::size_t nbytes) {
+  const Name name{Name::param, i};
+  if (!py::isinstance<py::array>(grad_obj))
+    throw py::type_error("the grad of " + name.str() + " must be a numpy.ndarray, got " +
+                         describe(grad_obj));
+  const auto grad = py::reinterpret_borrow<py::array>(grad_obj);
+  if (!same_dtype(grad, param))
+    throw py::type_error("the grad of " + name.str() + " has dtype " + dtype_str(grad) +
+                         " but the parameter has dtype " + dtype_str(param));
+  if (!same_shape(grad, param))
+    throw py::value_error("the grad of " + name.str() + " has shape " + shape_str(grad) +
+                          " but the parameter has shape " + shape_str(param));
+  check_layout(grad, Name{Name::grad, i}, false);
+  // The loop reads grad[k] as it writes param[k]: a grad that overlaps its parameter
+  // at an offset would be read after part of it was overwritten.
+  const Span param_span = span_of(param, nbytes), grad_span = span_of(grad_obj, nbytes);
+  if (grad_span.begin != param_span.begin && overlap(param_span, grad_span))
+    throw py::value_error("the grad of " + name.str() +
+                          " overlaps the parameter's memory at an offset");
+}
+
+py::object GradReader::operator()(py::handle p) const {
+  if (fast_ && Py_TYPE(p.ptr()) == parameter_.type) {
+    PyObject* dict = PyObject_GenericGetDict(p.ptr(), nullptr);
+    if (dict == nullptr) throw py::error_already_set();
+    const py::object owner = py::reinterpret_steal<py::object>(dict);
+    if (PyObject* grad = dict_item(dict, stored_)) return py::reinterpret_borrow<py::object>(grad);
+  }
+  return py::getattr(p, grad_, py::none());
+}
+
+GradReader::GradReader()
+    : parameter_(parameter_type()),
+      grad_(key_object("grad")),
+      stored_(key_object("_grad")),
+      fast_(parameter_.grad_property != nullptr &&
+            dict_item(parameter_.type->tp_dict, grad_) == parameter_.grad_property) {}
 
 PyTypeObject* plain_parameter_type() {
   const ParameterType& parameter = parameter_type();
@@ -345,25 +347,9 @@ std::vector<Entry> collect(py::handle params, py::dict state, const StateLayout&
                            "and complex128 arrays, but " + name.str() + " has dtype " +
                            dtype_str(param));
     check_layout(param, name, true);
-    if (!py::isinstance<py::array>(grad_obj))
-      throw py::type_error("the grad of " + name.str() + " must be a numpy.ndarray, got " +
-                           describe(grad_obj));
-    const auto grad = py::reinterpret_borrow<py::array>(grad_obj);
-    if (!same_dtype(grad, param))
-      throw py::type_error("the grad of " + name.str() + " has dtype " + dtype_str(grad) +
-                           " but the parameter has dtype " + dtype_str(param));
-    if (!same_shape(grad, param))
-      throw py::value_error("the grad of " + name.str() + " has shape " + shape_str(grad) +
-                            " but the parameter has shape " + shape_str(param));
-    check_layout(grad, Name{Name::grad, i}, false);
-    // The loop reads grad[k] as it writes param[k]: a grad that overlaps its parameter
-    // at an offset would be read after part of it was overwritten.
     const std::size_t nbytes =
         static_cast<std::size_t>(param.size()) * item_size(storage) * (complex ? 2 : 1);
-    const Span param_span = span_of(p, nbytes), grad_span = span_of(grad_obj, nbytes);
-    if (grad_span.begin != param_span.begin && overlap(param_span, grad_span))
-      throw py::value_error("the grad of " + name.str() +
-                            " overlaps the parameter's memory at an offset");
+    check_grad(grad_obj, param, i, nbytes);
 
     Entry e;
     e.index = i;

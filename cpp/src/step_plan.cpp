@@ -94,7 +94,10 @@ struct StepPlan {
   bool used = false;  // whether a step has used it
 
   // Whether the entries are still what collect() would return for these arguments.
-  bool holds(py::handle group_params, const StateLayout& now) const {
+  // Parameters that were given new gradients (the __dict__ that keeps a parameter's
+  // grad changed, nothing else did) get them read and checked as collect() does, and
+  // put in the plan; a bad one raises collect()'s error and leaves the plan as it was.
+  bool update(py::handle group_params, const StateLayout& now) {
     PyTypeObject* const parameter = plain_parameter_type();
     const std::size_t n = items.size();
     if (parameter == nullptr || static_cast<std::size_t>(PyList_GET_SIZE(group_params.ptr())) != n ||
@@ -105,18 +108,25 @@ struct StepPlan {
       if (listed[i] != items[i].ptr() || Py_TYPE(listed[i]) != parameter) return false;
     // The objects are all over the heap: each is fetched a few iterations ahead.
     constexpr std::size_t kAhead = 8;
+    const std::size_t first_item_dict = dicts.size() - n;
+    std::vector<char> regrad(n, 0);  // items whose __dict__ changed
+    bool any_regrad = false;
     for (std::size_t d = 0; d < dicts.size(); ++d) {
       if (d + kAhead < dicts.size()) __builtin_prefetch(dicts[d + kAhead].ptr());
-      if (dict_version(dicts[d].ptr()) != versions[d]) return false;
+      if (dict_version(dicts[d].ptr()) == versions[d]) continue;
+      if (d < first_item_dict) return false;  // optimizer.state or a parameter's state
+      regrad[d - first_item_dict] = 1;
+      any_regrad = true;
     }
     // An item's __dict__ may have been replaced (p.__dict__ = {...}) rather than changed.
-    const std::size_t first_item_dict = dicts.size() - n;
     for (std::size_t i = 0; i < n; ++i)
       if (instance_dict(items[i].ptr()).ptr() != dicts[first_item_dict + i].ptr()) return false;
+    const std::vector<Entry>& entries = *collected.entries;
+    std::vector<std::size_t> grad_fields;  // where each entry's grad has its fields
+    grad_fields.reserve(entries.size());
     const std::intptr_t* at = fields.data();
     const std::intptr_t* const end = at + fields.size();
     bool same = true;
-    const std::vector<Entry>& entries = *collected.entries;
     for (std::size_t k = 0; k < entries.size() && same; ++k) {
       if (k + 2 * kAhead < entries.size())
         for_each_array(entries[k + 2 * kAhead], [](PyObject* a) { __builtin_prefetch(a); });
@@ -124,9 +134,64 @@ struct StepPlan {
         for_each_array(entries[k + kAhead], [](PyObject* a) {
           __builtin_prefetch(py::detail::array_proxy(a)->dimensions);
         });
-      for_each_array(entries[k], [&](PyObject* a) { same = same && same_fields(at, end, a); });
+      const Entry& e = entries[k];
+      int position = 0;  // for_each_array() visits the grad second
+      for_each_array(e, [&](PyObject* a) {
+        if (position++ == 1) {
+          grad_fields.push_back(static_cast<std::size_t>(at - fields.data()));
+          // A new grad is checked below; the old one's fields are skipped.
+          if (regrad[e.index] && end - at >= 5) {
+            at += 5 + at[4];
+            return;
+          }
+        }
+        same = same && same_fields(at, end, a);
+      });
     }
-    return same && at == end;
+    if (!same || at != end) return false;
+    if (!any_regrad) return true;
+    return regrad_entries(regrad, grad_fields);
+  }
+
+  // Reads and checks the grads of the entries marked in `regrad` and puts them in.
+  bool regrad_entries(const std::vector<char>& regrad, const std::vector<std::size_t>& grad_fields) {
+    const GradReader grad_of;
+    std::vector<py::object> grads(collected.entries->size());
+    std::size_t k = 0, with_grad = 0;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      const bool entry = k < collected.entries->size() && (*collected.entries)[k].index == i;
+      if (regrad[i]) {
+        py::object grad = grad_of(items[i]);
+        // A parameter that gained or lost its grad, or got a row-sparse one, changes
+        // the entries: collect() again.
+        if (grad.is_none() != !entry || (entry && !py::isinstance<py::array>(grad)))
+          return false;
+        if (entry) {
+          const Entry& e = (*collected.entries)[k];
+          check_grad(grad, py::reinterpret_borrow<py::array>(e.param), i, e.nbytes);
+          grads[k] = std::move(grad);
+          ++with_grad;
+        }
+      }
+      if (entry) ++k;
+    }
+    // Checked: now the plan changes. A step still holding the entries keeps its own.
+    if (collected.entries.use_count() > 1)
+      collected.entries = std::make_shared<std::vector<Entry>>(*collected.entries);
+    std::vector<std::intptr_t> record;
+    for (std::size_t t = 0; t < grads.size(); ++t) {
+      if (!grads[t]) continue;
+      (*collected.entries)[t].grad = std::move(grads[t]);
+      record.clear();
+      add_fields(record, (*collected.entries)[t].grad.ptr());
+      // The same length: a grad has its parameter's shape.
+      std::copy(record.begin(), record.end(), fields.begin() + static_cast<std::ptrdiff_t>(grad_fields[t]));
+    }
+    const std::size_t first_item_dict = dicts.size() - items.size();
+    for (std::size_t i = 0; i < items.size(); ++i)
+      if (regrad[i]) versions[first_item_dict + i] = dict_version(dicts[first_item_dict + i].ptr());
+    if (with_grad > 0) collected.serial = shares_memory(*collected.entries);
+    return true;
   }
 };
 
@@ -184,7 +249,7 @@ class PlanCache {
     for (std::size_t k = 0; k < plans_.size(); ++k) {
       StepPlan& plan = plans_[k];
       if (plan.params.ptr() != params.ptr() || !same_layout(plan.layout, layout)) continue;
-      if (!plan.holds(params, layout)) {
+      if (!plan.update(params, layout)) {
         if (!plan.used) back_off(params.ptr());
         plans_.erase(plans_.begin() + static_cast<std::ptrdiff_t>(k));
         return nullptr;
