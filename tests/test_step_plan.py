@@ -9,8 +9,10 @@ each case checks a plan that was in use when the change came.
 """
 
 import copy
+import gc
 import pickle
 import warnings
+import weakref
 from collections import defaultdict
 
 import numoptim
@@ -377,3 +379,23 @@ def test_state_prints_pickles_and_copies_as_a_defaultdict():
         assert len(twin[0].state._native_plans) == 0
         step_both((opt, params), twin)
         assert twin[0].state._native_plans.hits > 0
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["one group", "two groups"])
+def test_a_plan_keeps_no_gradient_alive(deferred):
+    # zero_grad(set_to_none=True) frees the gradients' memory before the next forward
+    # pass: a plan must not hold them.
+    params = make_params(False, np.float32)
+    groups = [{"params": params[:2]}, {"params": params[2:]}] if deferred else params
+    opt = numoptim.Adam(groups, lr=0.01)
+    for s in range(4):
+        set_grads(params, s)
+        opt.step()
+    assert opt.state._native_plans.hits > 0
+    grads = [weakref.ref(p.grad) for p in params]
+    opt.zero_grad(set_to_none=True)
+    gc.collect()
+    assert all(g() is None for g in grads)
+    for p in params:
+        p.grad = np.ones_like(p)
+    opt.step()  # the plan sees the new grads

@@ -166,12 +166,17 @@ struct Collected {
   std::shared_ptr<std::vector<Entry>> entries;
   bool serial;
   bool complete = false;  // every entry has all its state: none to create
+  bool planned = false;   // the entries are a plan's: release_grads() once written
 };
 
 // collect() and shares_memory(), or their results kept from an earlier step in a plan
 // that still holds (step_plan.hpp).
 Collected collect_planned(py::handle params, py::dict state, const StateLayout& layout,
                           std::vector<std::size_t>* sparse_grads = nullptr);
+
+// Drops the grads of a planned group's entries after its step was written (the plan
+// keeps no gradient memory alive between steps; see step_plan.hpp).
+void release_grads(const Collected& written);
 
 // numoptim.Parameter, and its `grad` property as the class defines it.
 struct ParameterType {
@@ -534,11 +539,13 @@ py::object step_group(py::handle params, py::dict state, const StateLayout& layo
   };
   if (!defer && sparse_grads.empty()) {
     write(checked, state, layout, make_rule);
+    release_grads(checked);
     return py::none();
   }
   PreparedStep step;
   step.write = [checked, state, layout, make_rule, write] {
     write(checked, state, layout, make_rule);
+    release_grads(checked);
   };
   step.sparse_grads = std::move(sparse_grads);
   return py::cast(std::move(step));

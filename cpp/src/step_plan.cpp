@@ -90,6 +90,10 @@ struct StepPlan {
   std::vector<py::object> dicts;    // optimizer.state, the entries' state dicts, the items' __dict__s
   std::vector<std::uint64_t> versions;
   std::vector<std::intptr_t> fields;  // add_fields() of every entry's arrays
+  // Each entry's grad, not held: the entries give up their grads once a step has been
+  // written (release_grads), so that `p.grad = None` frees the memory as before. While
+  // the parameter's __dict__ keeps its version, it still holds this grad.
+  std::vector<PyObject*> grads;
   Collected collected;
   bool used = false;  // whether a step has used it
 
@@ -121,7 +125,13 @@ struct StepPlan {
     // An item's __dict__ may have been replaced (p.__dict__ = {...}) rather than changed.
     for (std::size_t i = 0; i < n; ++i)
       if (instance_dict(items[i].ptr()).ptr() != dicts[first_item_dict + i].ptr()) return false;
-    const std::vector<Entry>& entries = *collected.entries;
+    // The entries take their grads back (or keep their own, for a step that still holds
+    // them), but for the parameters given new ones.
+    if (collected.entries.use_count() > 1)
+      collected.entries = std::make_shared<std::vector<Entry>>(*collected.entries);
+    std::vector<Entry>& entries = *collected.entries;
+    for (std::size_t k = 0; k < entries.size(); ++k)
+      if (!regrad[entries[k].index]) entries[k].grad = py::reinterpret_borrow<py::object>(grads[k]);
     std::vector<std::size_t> grad_fields;  // where each entry's grad has its fields
     grad_fields.reserve(entries.size());
     const std::intptr_t* at = fields.data();
@@ -132,7 +142,7 @@ struct StepPlan {
         for_each_array(entries[k + 2 * kAhead], [](PyObject* a) { __builtin_prefetch(a); });
       if (k + kAhead < entries.size())  // the shapes, once the arrays have arrived
         for_each_array(entries[k + kAhead], [](PyObject* a) {
-          __builtin_prefetch(py::detail::array_proxy(a)->dimensions);
+          if (a != nullptr) __builtin_prefetch(py::detail::array_proxy(a)->dimensions);
         });
       const Entry& e = entries[k];
       int position = 0;  // for_each_array() visits the grad second
@@ -156,7 +166,7 @@ struct StepPlan {
   // Reads and checks the grads of the entries marked in `regrad` and puts them in.
   bool regrad_entries(const std::vector<char>& regrad, const std::vector<std::size_t>& grad_fields) {
     const GradReader grad_of;
-    std::vector<py::object> grads(collected.entries->size());
+    std::vector<py::object> new_grads(collected.entries->size());
     std::size_t k = 0, with_grad = 0;
     for (std::size_t i = 0; i < items.size(); ++i) {
       const bool entry = k < collected.entries->size() && (*collected.entries)[k].index == i;
@@ -169,19 +179,18 @@ struct StepPlan {
         if (entry) {
           const Entry& e = (*collected.entries)[k];
           check_grad(grad, py::reinterpret_borrow<py::array>(e.param), i, e.nbytes);
-          grads[k] = std::move(grad);
+          new_grads[k] = std::move(grad);
           ++with_grad;
         }
       }
       if (entry) ++k;
     }
-    // Checked: now the plan changes. A step still holding the entries keeps its own.
-    if (collected.entries.use_count() > 1)
-      collected.entries = std::make_shared<std::vector<Entry>>(*collected.entries);
+    // Checked: now the plan changes.
     std::vector<std::intptr_t> record;
-    for (std::size_t t = 0; t < grads.size(); ++t) {
-      if (!grads[t]) continue;
-      (*collected.entries)[t].grad = std::move(grads[t]);
+    for (std::size_t t = 0; t < new_grads.size(); ++t) {
+      if (!new_grads[t]) continue;
+      grads[t] = new_grads[t].ptr();
+      (*collected.entries)[t].grad = std::move(new_grads[t]);
       record.clear();
       add_fields(record, (*collected.entries)[t].grad.ptr());
       // The same length: a grad has its parameter's shape.
@@ -230,8 +239,10 @@ StepPlan record(py::handle params, py::dict state, const StateLayout& layout,
     plan.dicts.push_back(instance_dict(item.ptr()));
   }
   for (const py::object& d : plan.dicts) plan.versions.push_back(dict_version(d.ptr()));
-  for (const Entry& e : *collected.entries)
+  for (const Entry& e : *collected.entries) {
     for_each_array(e, [&](PyObject* a) { add_fields(plan.fields, a); });
+    plan.grads.push_back(e.grad.ptr());
+  }
   plan.collected = std::move(collected);
   plan.collected.complete = true;  // plannable(): every entry's state was found
   return plan;
@@ -259,6 +270,7 @@ class PlanCache {
       ++hits_;
       std::rotate(plans_.begin(), plans_.begin() + static_cast<std::ptrdiff_t>(k),
                   plans_.begin() + static_cast<std::ptrdiff_t>(k) + 1);
+      plans_[0].collected.planned = true;
       return &plans_[0].collected;
     }
     return nullptr;
@@ -331,9 +343,16 @@ Collected collect_planned(py::handle params, py::dict state, const StateLayout& 
       std::make_shared<std::vector<Entry>>(collect(params, state, layout, sparse_grads));
   collected.serial = shares_memory(*collected.entries);
   if (cache != nullptr && plannable(params, *collected.entries, layout, sparse_grads) &&
-      cache->may_record(params.ptr()))
+      cache->may_record(params.ptr())) {
+    collected.planned = true;
     cache->add(record(params, state, layout, collected));
+  }
   return collected;
+}
+
+void release_grads(const Collected& written) {
+  if (!written.planned) return;
+  for (Entry& e : *written.entries) e.grad = py::object();
 }
 
 void bind_plan_cache(py::module_& m) {
