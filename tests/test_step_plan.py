@@ -22,6 +22,9 @@ from numoptim.utils import flat_parameters
 
 SHAPES = [(3, 5), (256,), (1,), (7, 11), (40,)]
 
+# Parameters from numoptim.utils.flat_parameters, or separate arrays.
+flat_or_not = pytest.mark.parametrize("flat", [True, False], ids=["flat", "ordinary"])
+
 
 def make_params(flat, dtype, seed=0):
     rng = np.random.default_rng(seed)
@@ -205,7 +208,7 @@ CHANGES = [
 ]
 
 
-@pytest.mark.parametrize("flat", [True, False], ids=["flat", "ordinary"])
+@flat_or_not
 @pytest.mark.parametrize("change", CHANGES, ids=lambda f: f.__name__)
 def test_a_planned_step_sees_every_change(change, flat):
     before = numoptim.get_num_threads()
@@ -283,7 +286,7 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("flat", [True, False], ids=["flat", "ordinary"])
+@flat_or_not
 @pytest.mark.parametrize("change", ERRORS, ids=lambda f: f.__name__)
 def test_a_planned_step_raises_as_an_unplanned_one(change, flat):
     a, b = twins(flat)
@@ -297,7 +300,7 @@ def test_a_planned_step_raises_as_an_unplanned_one(change, flat):
     assert_same(a, b)  # nothing written by either
 
 
-@pytest.mark.parametrize("flat", [True, False], ids=["flat", "ordinary"])
+@flat_or_not
 def test_fresh_gradient_arrays_every_step(flat):
     a, b = twins(flat)
     served = a[0].state._native_plans.hits
@@ -313,7 +316,7 @@ def test_fresh_gradient_arrays_every_step(flat):
     assert a[0].state._native_plans.hits == served + 12
 
 
-@pytest.mark.parametrize("flat", [True, False], ids=["flat", "ordinary"])
+@flat_or_not
 def test_parameters_losing_and_gaining_gradients(flat):
     a, b = twins(flat)
     kept = {}
